@@ -1,0 +1,218 @@
+"""Field types and value objects shared by the four event families.
+
+Everything here is a pydantic type whose JSON Schema is part of the v1 contract. Text is
+kept exactly as sent (Chinese included): no normalisation, no stripping. Fields holding
+personal data carry ``x-sensitive: true`` in their schema; the security layer encrypts and
+redacts them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    model_validator,
+)
+
+from xregion.regions import AGENCY_CODE, PARTY_CODE
+from xregion.uscc import validate_uscc
+
+SENSITIVE: dict[str, Any] = {"x-sensitive": True}
+
+
+class Contract(BaseModel):
+    """Base of every payload model: strict about unknown fields, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _known_region(value: str, info: ValidationInfo) -> str:
+    """With a registry in the validation context, the code must name a configured region."""
+    registry = (info.context or {}).get("regions")
+    if registry is not None and value not in registry:
+        raise ValueError(f"unknown region {value!r}; known: {', '.join(registry.codes)}")
+    return value
+
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=20_000), AfterValidator(_not_blank)]
+"""Free text: any Unicode, not blank."""
+
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_not_blank)]
+
+Reason = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=4_000),
+    AfterValidator(_not_blank),
+    Field(description="Required, non-blank statement of reasons (说明理由)."),
+]
+
+RegionCode = Annotated[
+    str,
+    StringConstraints(pattern=PARTY_CODE.pattern),
+    AfterValidator(_known_region),
+    Field(description="Code of a configured region (BJ, TJ, HE, ...)."),
+]
+
+AgencyCode = Annotated[
+    str,
+    StringConstraints(pattern=AGENCY_CODE.pattern),
+    Field(description="Agency code within a region (ipo, amr, customs, psb, court, ...)."),
+]
+
+Sha256Hex = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-f]{64}$"),
+    Field(description="SHA-256 digest, 64 lower-case hex characters."),
+]
+
+ReferralIdStr = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z]{2,8}-[0-9a-f-]{36}$"),
+    Field(description="Referral id: origin code, '-', UUIDv7."),
+]
+
+CaseNumber = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=100),
+    AfterValidator(_not_blank),
+    Field(description="A case or document number as issued locally, e.g. 京知执〔2026〕12号."),
+]
+
+UnifiedSocialCreditCode = Annotated[
+    str,
+    StringConstraints(
+        min_length=18, max_length=18, pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$"
+    ),
+    AfterValidator(validate_uscc),
+    Field(description="统一社会信用代码, GB 32100-2015; the check character (18th) must be valid."),
+]
+
+AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,2})?$")
+AmountCny = Annotated[
+    str,
+    StringConstraints(pattern=AMOUNT.pattern),
+    Field(description="Amount in yuan as a decimal string (exact across languages), e.g. '12500.00'."),
+]
+
+
+class IPRightType(StrEnum):
+    """Kind of intellectual-property right concerned."""
+
+    PATENT = "patent"  # 发明专利
+    UTILITY_MODEL = "utility_model"  # 实用新型
+    DESIGN = "design"  # 外观设计
+    TRADEMARK = "trademark"  # 商标
+    COPYRIGHT = "copyright"  # 著作权
+    TRADE_SECRET = "trade_secret"  # 商业秘密
+    GEOGRAPHICAL_INDICATION = "geographical_indication"  # 地理标志
+    PLANT_VARIETY = "plant_variety"  # 植物新品种
+    IC_LAYOUT_DESIGN = "ic_layout_design"  # 集成电路布图设计
+    DATA_IP = "data_ip"  # 数据知识产权
+    OTHER = "other"
+
+
+class EntityKind(StrEnum):
+    ENTERPRISE = "enterprise"  # 企业
+    INDIVIDUAL_BUSINESS = "individual_business"  # 个体工商户
+    INDIVIDUAL = "individual"  # 自然人
+    ONLINE_STORE = "online_store"  # 网店
+    OTHER = "other"
+
+
+class Entity(Contract):
+    """A party involved: suspect, right holder, blacklisted subject. Holds personal data."""
+
+    kind: EntityKind
+    name: Annotated[ShortText, Field(json_schema_extra=SENSITIVE)]
+    uscc: UnifiedSocialCreditCode | None = Field(
+        default=None, description="Required for enterprises and individual businesses."
+    )
+    address: Annotated[ShortText, Field(json_schema_extra=SENSITIVE)] | None = None
+    contact: Annotated[ShortText, Field(json_schema_extra=SENSITIVE)] | None = None
+    online_store_url: Annotated[str, StringConstraints(max_length=2_000)] | None = None
+
+    @model_validator(mode="after")
+    def _uscc_for_organisations(self) -> Entity:
+        if self.kind in (EntityKind.ENTERPRISE, EntityKind.INDIVIDUAL_BUSINESS) and not self.uscc:
+            raise ValueError(f"an entity of kind {self.kind.value!r} needs its uscc")
+        return self
+
+
+class DocumentRef(Contract):
+    """A formal document: decision, report, determination."""
+
+    title: ShortText
+    document_number: CaseNumber
+    issuing_authority: ShortText
+    issued_on: date
+    sha256: Sha256Hex | None = Field(default=None, description="Digest of the signed document file.")
+
+
+class AttachmentRef(Contract):
+    """A file stored out of band (JetStream object store), referenced by digest and size."""
+
+    object_name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    filename: ShortText
+    media_type: Annotated[str, StringConstraints(pattern=r"^[a-z]+/[A-Za-z0-9.+-]+$")]
+    size: Annotated[int, Field(ge=0, description="Bytes.")]
+    sha256: Sha256Hex
+
+
+class EvidenceType(StrEnum):
+    DOCUMENT = "document"  # 书证
+    PHYSICAL = "physical"  # 物证
+    AUDIOVISUAL = "audiovisual"  # 视听资料
+    ELECTRONIC_DATA = "electronic_data"  # 电子数据
+    WITNESS_STATEMENT = "witness_statement"  # 证人证言
+    PARTY_STATEMENT = "party_statement"  # 当事人陈述
+    APPRAISAL_OPINION = "appraisal_opinion"  # 鉴定意见
+    INSPECTION_RECORD = "inspection_record"  # 勘验笔录、现场笔录
+    TEST_PURCHASE_RECORD = "test_purchase_record"  # 测试购买记录
+    OTHER = "other"
+
+
+class CustodyStep(Contract):
+    """One hand-over in the chain of custody."""
+
+    at: AwareDatetime
+    by: ShortText = Field(description="Agency or officer badge code; not a personal name.")
+    action: ShortText = Field(description="collected, sealed, transferred, examined, ...")
+
+
+class EvidenceItem(Contract):
+    """One item of evidence, identified by the SHA-256 digest of its content."""
+
+    item_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    evidence_type: EvidenceType
+    description: Text
+    sha256: Sha256Hex
+    collected_at: AwareDatetime
+    collector: ShortText = Field(description="Collecting agency or officer badge code.")
+    chain_of_custody: list[CustodyStep] = Field(min_length=1)
+    attachment: AttachmentRef | None = None
+
+    @model_validator(mode="after")
+    def _attachment_matches(self) -> EvidenceItem:
+        if self.attachment is not None and self.attachment.sha256 != self.sha256:
+            raise ValueError("attachment.sha256 differs from the evidence item's sha256")
+        if self.chain_of_custody[0].at < self.collected_at:
+            raise ValueError("chain_of_custody starts before collected_at")
+        return self
+
+

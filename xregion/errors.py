@@ -1,0 +1,154 @@
+"""Every error the contracts can raise, each with a stable machine-readable ``code``.
+
+The codes are part of the product: they are the ``reason`` of dead-lettered messages, the
+``type`` of HTTP problem details and the anomaly kinds of audit reports. Never rename one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class XRegionError(Exception):
+    """Base of all xregion errors. ``code`` is stable; ``details`` is JSON-safe."""
+
+    code = "error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_reason(self) -> dict[str, Any]:
+        """The machine-readable reason recorded with a dead letter or an audit anomaly."""
+        return {"code": self.code, "message": self.message, **self.details}
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+class ConfigError(XRegionError):
+    """The bus configuration (regions, deadlines, key roster) is invalid."""
+
+    code = "config_invalid"
+
+
+# --- shape of the input ----------------------------------------------------------------------
+
+
+class ContractError(XRegionError):
+    """Input does not satisfy the v1 wire contract."""
+
+    code = "contract_violation"
+
+
+class OversizedMessage(ContractError):
+    code = "oversized"
+
+
+class MalformedJson(ContractError):
+    code = "malformed_json"
+
+
+class SchemaInvalid(ContractError):
+    """The envelope or its ``data`` fails validation; ``details['errors']`` lists the fields."""
+
+    code = "schema_invalid"
+
+
+class UnknownEventType(ContractError):
+    code = "unknown_event_type"
+
+
+class UnsupportedVersion(ContractError):
+    code = "unknown_event_version"
+
+
+class SubjectError(ContractError):
+    code = "bad_subject"
+
+
+class SubjectMismatch(ContractError):
+    """The NATS subject says something other than the envelope it carries."""
+
+    code = "subject_mismatch"
+
+
+class UnknownParty(ContractError):
+    """A region, role or agency code is not in the registry."""
+
+    code = "unknown_party"
+
+
+class DeadlineError(ContractError):
+    code = "bad_deadline"
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+
+class LifecycleError(XRegionError):
+    """An event is not allowed in the referral's current state, or not from this sender."""
+
+    code = "illegal_transition"
+
+
+class UnknownReferral(LifecycleError):
+    code = "unknown_referral"
+
+
+class DuplicateReferral(LifecycleError):
+    code = "duplicate_referral"
+
+
+class Misaddressed(LifecycleError):
+    code = "misaddressed"
+
+
+# --- authenticity ----------------------------------------------------------------------------
+
+
+class VerificationError(XRegionError):
+    """An event's authenticity or integrity could not be established."""
+
+    code = "verification_failed"
+
+
+class UnknownKey(VerificationError):
+    code = "unknown_key"
+
+
+class KeyNotValid(VerificationError):
+    """The key exists but does not belong to the sender or was not valid at the event's time."""
+
+    code = "key_not_valid"
+
+
+class KeyRevoked(VerificationError):
+    code = "key_revoked"
+
+
+class BadSignature(VerificationError):
+    code = "bad_signature"
+
+
+class ChainError(VerificationError):
+    code = "chain_break"
+
+
+class ChainGap(ChainError):
+    """A sequence number was skipped: an event of that origin is missing (or reordered)."""
+
+    code = "chain_gap"
+
+
+class ChainFork(ChainError):
+    """The previous-event hash does not match the origin's head: history was altered."""
+
+    code = "chain_fork"
+
+
+class ChainReplay(ChainError):
+    """The event's sequence number is already behind the origin's head: a replay."""
+
+    code = "chain_replay"

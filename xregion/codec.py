@@ -1,0 +1,148 @@
+"""Bytes ↔ events: the one place where wire input becomes a typed, validated event.
+
+:func:`decode` checks, in this order, and raises the first fault with its stable code
+(see :mod:`xregion.errors`): size (``oversized``), JSON (``malformed_json``), envelope
+(``schema_invalid``), event type and version (``unknown_event_type``,
+``unknown_event_version``), payload (``schema_invalid``, naming the fields), parties
+(``unknown_party``, when a registry is given). Authenticity (signature, chain) and
+lifecycle are checked by their own modules on the decoded event.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from xregion.contracts.catalog import CATALOG, Catalog, EventType
+from xregion.contracts.common import Contract
+from xregion.envelope import Envelope
+from xregion.errors import (
+    MalformedJson,
+    OversizedMessage,
+    SchemaInvalid,
+    SubjectMismatch,
+    UnknownParty,
+)
+from xregion.lifecycle.machine import Step
+from xregion.regions import BROADCAST, COORDINATOR, RegionRegistry
+from xregion.signing import canonical
+from xregion.subjects import Subject
+from xregion.subjects import build as build_subject
+
+MAX_EVENT_BYTES = 1024 * 1024
+"""Largest event accepted (NATS' default max_payload); bigger files go to the object store."""
+
+
+@dataclass(frozen=True)
+class DecodedEvent:
+    """A structurally valid event: its wire dict, envelope, type and typed payload."""
+
+    wire: dict[str, Any]
+    envelope: Envelope
+    event_type: EventType
+    payload: Contract
+
+    @property
+    def subject(self) -> str:
+        """The NATS subject this event belongs on."""
+        env = self.envelope
+        return build_subject(env.family, env.event, env.sender, env.addressee, f"v{env.version}")
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    """Wire bytes of a signed event: its RFC 8785 canonical form (compact, deterministic)."""
+    return canonical(event)
+
+
+def field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    """pydantic errors as ``[{"field": "data.suspects.0.uscc", "error": "..."}]``."""
+    return [
+        {
+            "field": ".".join([p for p in (prefix,) if p] + [str(x) for x in err["loc"]]),
+            "error": err["msg"],
+        }
+        for err in exc.errors(include_url=False)
+    ]
+
+
+def schema_invalid(what: str, exc: ValidationError, prefix: str, **details: Any) -> SchemaInvalid:
+    errors = field_errors(exc, prefix)
+    fields = ", ".join(e["field"] or "(root)" for e in errors[:5])
+    return SchemaInvalid(f"{what} is invalid at {fields}: {errors[0]['error']}", errors=errors, **details)
+
+
+def decode_data(
+    event_type: EventType, data: dict[str, Any], registry: RegionRegistry | None = None
+) -> Contract:
+    """Validate ``data`` against the model of ``event_type``."""
+    try:
+        return event_type.model.model_validate(data, context={"regions": registry})
+    except ValidationError as exc:
+        raise schema_invalid(f"data of {event_type.ce_type}", exc, "data", type=event_type.ce_type) from None
+
+
+def decode_dict(
+    wire: Any, *, catalog: Catalog = CATALOG, registry: RegionRegistry | None = None
+) -> DecodedEvent:
+    """Validate an already-parsed JSON value as an event."""
+    if not isinstance(wire, dict):
+        raise SchemaInvalid(f"an event is a JSON object, got {type(wire).__name__}", errors=[])
+    try:
+        envelope = Envelope.model_validate(wire)
+    except ValidationError as exc:
+        raise schema_invalid("envelope", exc, "") from None
+    event_type = catalog.by_ce_type(envelope.type)
+    if envelope.dataschema != event_type.dataschema:
+        raise SchemaInvalid(
+            f"dataschema {envelope.dataschema!r} does not match type {envelope.type} "
+            f"(expected {event_type.dataschema!r})",
+            errors=[{"field": "dataschema", "error": "does not match type"}],
+        )
+    payload = decode_data(event_type, envelope.data, registry)
+    if registry is not None:
+        check_parties(envelope, registry)
+    return DecodedEvent(wire, envelope, event_type, payload)
+
+
+def decode(
+    raw: bytes, *, catalog: Catalog = CATALOG, registry: RegionRegistry | None = None
+) -> DecodedEvent:
+    """Parse and validate wire bytes; raise a :class:`~xregion.errors.ContractError`."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise OversizedMessage(
+            f"event of {len(raw)} bytes exceeds {MAX_EVENT_BYTES}; send files as attachments",
+            size=len(raw), limit=MAX_EVENT_BYTES,
+        )
+    try:
+        wire = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedJson(f"not UTF-8 JSON: {exc}") from None
+    return decode_dict(wire, catalog=catalog, registry=registry)
+
+
+def check_parties(envelope: Envelope, registry: RegionRegistry) -> None:
+    """Sender, its agency and the addressee must be configured parties."""
+    registry.check_sender(envelope.sender, envelope.agency)
+    if envelope.addressee != BROADCAST and envelope.addressee not in registry:
+        raise UnknownParty(f"unknown addressee {envelope.addressee!r}", party=envelope.addressee)
+    if envelope.sender == COORDINATOR and envelope.addressee == COORDINATOR:
+        raise UnknownParty("the coordinator cannot address itself", party=COORDINATOR)
+
+
+def check_subject(subject: Subject, event: DecodedEvent) -> None:
+    """The subject a message arrived on must say what its envelope says."""
+    expected = event.subject
+    if str(subject) != expected:
+        raise SubjectMismatch(
+            f"message on {subject} carries an event that belongs on {expected}",
+            subject=str(subject), expected=expected,
+        )
+
+
+def step_of(event: DecodedEvent) -> Step:
+    """The lifecycle's view of a decoded event."""
+    env = event.envelope
+    return Step(env.event_type, env.sender, env.addressee, env.subject, env.id, env.data)

@@ -1,0 +1,88 @@
+"""Composing new events: from a typed payload to a validated, unsigned envelope dict.
+
+The runtime then assigns the origin's chain position and signs (:func:`seal`), in the
+same transaction that stores the event in the outbox.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from xregion.codec import DecodedEvent, schema_invalid, decode_dict
+from xregion.contracts.catalog import CATALOG, Catalog, EventType
+from xregion.contracts.common import Contract
+from xregion.envelope import format_time, source_uri
+from xregion.errors import SchemaInvalid
+from xregion.ids import new_event_id
+from xregion.regions import RegionRegistry
+from xregion.signing import Signer
+
+
+
+def compose(
+    event_type: EventType,
+    payload: Contract | dict[str, Any],
+    *,
+    sender: str,
+    agency: str,
+    to: str,
+    referral_id: str,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    handling: str = "H0",
+    handling_note: str | None = None,
+    answer_by: date | None = None,
+    time: datetime | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """An unsigned event dict (without ``originseq``, ``prevhash``, ``keyid``, ``signature``)."""
+    if isinstance(payload, dict):
+        try:
+            payload = event_type.model.model_validate(payload)
+        except ValidationError as exc:
+            raise schema_invalid(f"data of {event_type.ce_type}", exc, "data") from None
+    elif not isinstance(payload, event_type.model):
+        raise SchemaInvalid(
+            f"{event_type.ce_type} carries {event_type.model.__name__}, "
+            f"not {type(payload).__name__}",
+            errors=[{"field": "data", "error": "wrong payload model"}],
+        )
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event_id or new_event_id(),
+        "source": source_uri(sender, agency),
+        "type": event_type.ce_type,
+        "time": format_time(time or datetime.now(UTC)),
+        "subject": referral_id,
+        "dataschema": event_type.dataschema,
+        "datacontenttype": "application/json",
+        "data": payload.model_dump(mode="json", exclude_none=True),
+        "addressee": to,
+        "correlationid": correlation_id or referral_id,
+        "handling": handling,
+    }
+    if causation_id:
+        event["causationid"] = causation_id
+    if handling_note:
+        event["handlingnote"] = handling_note
+    if answer_by:
+        event["answerby"] = answer_by.isoformat()
+    return event
+
+
+def seal(
+    event: dict[str, Any],
+    *,
+    seq: int,
+    prevhash: str,
+    signer: Signer,
+    catalog: Catalog = CATALOG,
+    registry: RegionRegistry | None = None,
+) -> DecodedEvent:
+    """Place ``event`` in its origin's chain, sign it and validate the result."""
+    chained = {**event, "originseq": seq, "prevhash": prevhash}
+    signed = signer.sign(chained)
+    return decode_dict(signed, catalog=catalog, registry=registry)

@@ -1,0 +1,229 @@
+"""Ed25519 signatures over the RFC 8785 (JCS) canonical form, and the key roster.
+
+The recipe (the README spells it out for other languages):
+
+1. Take the event as a JSON object with every attribute except ``signature``
+   (``keyid`` included: it is signed too).
+2. Canonicalise it with RFC 8785 (JCS): keys sorted by UTF-16 code units, no whitespace,
+   ECMAScript number formatting, UTF-8 output.
+3. Sign those bytes with Ed25519 (RFC 8032, pure Ed25519, no pre-hash).
+4. Encode the 64-byte signature in standard base64 with padding (RFC 4648 §4) and attach
+   it as the ``signature`` attribute.
+
+An event's *hash*, used by the per-origin chain, is ``sha256:`` + hex SHA-256 of the
+canonical form of the complete signed event (signature included).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+from xregion.errors import (
+    BadSignature,
+    ConfigError,
+    KeyNotValid,
+    KeyRevoked,
+    UnknownKey,
+)
+
+SIGNATURE = "signature"
+
+
+def canonical(obj: Mapping[str, Any]) -> bytes:
+    """RFC 8785 canonical JSON bytes of ``obj``."""
+    return rfc8785.dumps(obj)
+
+
+def signing_input(event: Mapping[str, Any]) -> bytes:
+    """The bytes that are signed: the canonical form of ``event`` without ``signature``."""
+    return canonical({k: v for k, v in event.items() if k != SIGNATURE})
+
+
+def event_hash(event: Mapping[str, Any]) -> str:
+    """The chain hash of a complete signed event."""
+    return "sha256:" + hashlib.sha256(canonical(event)).hexdigest()
+
+
+def key_id_for(party: str, verify_key: VerifyKey) -> str:
+    """A key id naming its owner and its fingerprint: ``BJ:1a2b3c4d5e6f7a8b``."""
+    return f"{party}:{hashlib.sha256(bytes(verify_key)).hexdigest()[:16]}"
+
+
+class Signer:
+    """Holds one party's private key; signs events. Never logs or exposes the seed."""
+
+    def __init__(self, party: str, signing_key: SigningKey) -> None:
+        self.party = party
+        self._key = signing_key
+        self.verify_key = signing_key.verify_key
+        self.key_id = key_id_for(party, self.verify_key)
+
+    @classmethod
+    def generate(cls, party: str) -> Signer:
+        return cls(party, SigningKey.generate())
+
+    @classmethod
+    def from_seed(cls, party: str, seed: bytes) -> Signer:
+        return cls(party, SigningKey(seed))
+
+    def __repr__(self) -> str:  # never the seed
+        return f"Signer(party={self.party!r}, key_id={self.key_id!r})"
+
+    def seed(self) -> bytes:
+        """The 32-byte private seed, for writing the key file; handle with care."""
+        return bytes(self._key)
+
+    def sign(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of ``event`` with this key's ``keyid`` and the ``signature`` attached."""
+        unsigned = {k: v for k, v in event.items() if k != SIGNATURE}
+        unsigned["keyid"] = self.key_id
+        signature = self._key.sign(canonical(unsigned)).signature
+        return {**unsigned, SIGNATURE: base64.b64encode(signature).decode("ascii")}
+
+
+@dataclass(frozen=True)
+class RosterKey:
+    """One public key of the roster with the period in which it may sign."""
+
+    key_id: str
+    party: str
+    public_key: bytes
+    valid_from: datetime
+    valid_until: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.public_key) != 32:
+            raise ConfigError(f"key {self.key_id}: an Ed25519 public key has 32 bytes")
+        for moment in (self.valid_from, self.valid_until, self.revoked_at):
+            if moment is not None and moment.tzinfo is None:
+                raise ConfigError(f"key {self.key_id}: times must carry a UTC offset")
+
+    @property
+    def verify_key(self) -> VerifyKey:
+        return VerifyKey(self.public_key)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "key_id": self.key_id,
+            "party": self.party,
+            "public_key": base64.b64encode(self.public_key).decode("ascii"),
+            "valid_from": self.valid_from.isoformat(),
+        }
+        if self.valid_until:
+            out["valid_until"] = self.valid_until.isoformat()
+        if self.revoked_at:
+            out["revoked_at"] = self.revoked_at.isoformat()
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> RosterKey:
+        try:
+            return cls(
+                key_id=raw["key_id"],
+                party=raw["party"],
+                public_key=base64.b64decode(raw["public_key"], validate=True),
+                valid_from=datetime.fromisoformat(raw["valid_from"]),
+                valid_until=_opt_time(raw.get("valid_until")),
+                revoked_at=_opt_time(raw.get("revoked_at")),
+            )
+        except (KeyError, ValueError, binascii.Error) as exc:
+            raise ConfigError(f"bad roster entry {raw.get('key_id', '?')}: {exc}") from None
+
+
+def _opt_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class KeyRoster:
+    """Public keys of every party, with validity periods and revocations.
+
+    Rotation is an overlap of two keys' validity; revocation sets ``revoked_at``: events
+    whose ``time`` is at or after it are refused. Verification errors name the key.
+    """
+
+    def __init__(self, keys: Iterable[RosterKey] = ()) -> None:
+        self._keys: dict[str, RosterKey] = {}
+        self._verifiers: dict[str, VerifyKey] = {}
+        for key in keys:
+            self.add(key)
+
+    def add(self, key: RosterKey) -> None:
+        self._keys[key.key_id] = key
+        self._verifiers[key.key_id] = key.verify_key
+
+    def __iter__(self) -> Any:
+        return iter(self._keys.values())
+
+    def __contains__(self, key_id: object) -> bool:
+        return key_id in self._keys
+
+    def get(self, key_id: str) -> RosterKey:
+        try:
+            return self._keys[key_id]
+        except KeyError:
+            raise UnknownKey(f"key {key_id!r} is not in the roster", keyid=key_id) from None
+
+    def revoke(self, key_id: str, at: datetime) -> None:
+        key = self.get(key_id)
+        self.add(
+            RosterKey(key.key_id, key.party, key.public_key, key.valid_from, key.valid_until, at)
+        )
+
+    def verify(self, event: Mapping[str, Any], sender: str, at: datetime) -> RosterKey:
+        """Check ``event``'s signature; ``sender`` and ``at`` come from its parsed envelope.
+
+        Raises :class:`UnknownKey`, :class:`KeyNotValid`, :class:`KeyRevoked` or
+        :class:`BadSignature`, each naming the key.
+        """
+        key_id = event.get("keyid")
+        if not isinstance(key_id, str):
+            raise UnknownKey("event carries no keyid", keyid=None)
+        key = self.get(key_id)
+        if key.party != sender:
+            raise KeyNotValid(
+                f"key {key_id} belongs to {key.party}, not to the sender {sender}", keyid=key_id
+            )
+        if key.revoked_at is not None and at >= key.revoked_at:
+            raise KeyRevoked(
+                f"key {key_id} was revoked at {key.revoked_at.isoformat()}", keyid=key_id
+            )
+        if at < key.valid_from or (key.valid_until is not None and at >= key.valid_until):
+            raise KeyNotValid(f"key {key_id} was not valid at {at.isoformat()}", keyid=key_id)
+        raw = event.get(SIGNATURE)
+        try:
+            signature = base64.b64decode(raw if isinstance(raw, str) else "", validate=True)
+            self._verifiers[key_id].verify(signing_input(event), signature)
+        except (BadSignatureError, binascii.Error, ValueError):
+            raise BadSignature(
+                f"signature does not verify with key {key_id}", keyid=key_id
+            ) from None
+        return key
+
+    # --- files --------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {"keys": [k.to_json() for k in self._keys.values()]}
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> KeyRoster:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read key roster {path}: {exc}") from None
+        return cls(RosterKey.from_json(k) for k in raw.get("keys", []))

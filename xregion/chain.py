@@ -1,9 +1,16 @@
-"""Per-origin hash chains: every region's events form one gap-free, hash-linked sequence.
+"""Hash chains: every region's events form gap-free, hash-linked sequences.
 
-Each event carries ``originseq`` (1, 2, 3, ... per sending region) and ``prevhash``, the
-hash (:func:`xregion.signing.event_hash`) of the same region's previous event. A verifier
-that follows the chains detects a dropped event (gap), two events swapped (gap, then
-replay), an altered or injected event (fork: the next event's ``prevhash`` no longer
+Each event is in two chains of its sender:
+
+* the **origin chain** — all of the sender's events: ``originseq`` (1, 2, 3, ...) and
+  ``prevhash``, the hash (:func:`xregion.signing.event_hash`) of its previous event. Only
+  parties that see everything (auditor, coordinator) can follow it.
+* the **link chain** — the sender's events to one addressee (``BJ→TJ``), or its
+  broadcasts (``BJ→ALL``): ``linkseq`` and ``linkprev``. Every addressee sees all of its
+  links completely, so an adapter verifies those.
+
+A verifier that follows a chain detects a dropped event (gap), two events swapped (gap,
+then replay), an altered or injected event (fork: the next event's previous hash no longer
 matches) and a re-sent old event (replay).
 """
 
@@ -20,7 +27,7 @@ from xregion.signing import event_hash
 
 @dataclass(frozen=True)
 class ChainHead:
-    """The last verified event of one origin."""
+    """The last verified event of one chain."""
 
     seq: int
     hash: str
@@ -28,49 +35,71 @@ class ChainHead:
 
 GENESIS = ChainHead(0, GENESIS_HASH)
 
+ORIGIN = ("originseq", "prevhash")
+LINK = ("linkseq", "linkprev")
+
+
+def link_key(sender: str, addressee: str) -> str:
+    """The name of a link chain: ``BJ>TJ``, ``BJ>ALL``."""
+    return f"{sender}>{addressee}"
+
 
 class ChainTracker:
-    """Follows every origin's chain. :meth:`accept` checks one event and advances the head.
+    """Follows chains by name (an origin code, or a :func:`link_key`).
 
-    ``heads`` may be seeded (e.g. from a checkpoint, or from storage after a restart).
+    :meth:`accept` checks one event and advances the head. ``heads`` may be seeded (from
+    storage after a restart, or from a checkpoint).
     """
 
     def __init__(self, heads: Mapping[str, ChainHead] | None = None) -> None:
         self.heads: dict[str, ChainHead] = dict(heads or {})
 
-    def head(self, origin: str) -> ChainHead:
-        return self.heads.get(origin, GENESIS)
+    def head(self, chain: str) -> ChainHead:
+        return self.heads.get(chain, GENESIS)
 
-    def check(self, origin: str, seq: int, prevhash: str, event_id: str = "?") -> None:
-        """Raise if an event ``(seq, prevhash)`` of ``origin`` is not the next link."""
-        head = self.head(origin)
+    def check(self, chain: str, seq: int, prevhash: str, event_id: str = "?") -> None:
+        """Raise if an event ``(seq, prevhash)`` is not the next link of ``chain``."""
+        head = self.head(chain)
         expected = head.seq + 1
         if seq < expected:
             raise ChainReplay(
-                f"{origin} event {event_id} has originseq {seq}, but {origin}'s chain is "
+                f"{chain} event {event_id} has sequence {seq}, but chain {chain} is "
                 f"already at {head.seq}: replayed or reordered",
-                origin=origin, seq=seq, expected=expected, event_id=event_id,
+                chain=chain, origin=chain.split('>')[0], seq=seq, expected=expected, event_id=event_id,
             )
         if seq > expected:
             raise ChainGap(
-                f"{origin} event {event_id} has originseq {seq}, expected {expected}: "
-                f"{seq - expected} event(s) of {origin} missing or reordered",
-                origin=origin, seq=seq, expected=expected, event_id=event_id,
+                f"{chain} event {event_id} has sequence {seq}, expected {expected}: "
+                f"{seq - expected} event(s) of {chain} missing or reordered",
+                chain=chain, origin=chain.split('>')[0], seq=seq, expected=expected, event_id=event_id,
             )
         if prevhash != head.hash:
             raise ChainFork(
-                f"{origin} event {event_id} (originseq {seq}) links to {prevhash}, but "
-                f"{origin}'s event {head.seq} hashes to {head.hash}: history was altered",
-                origin=origin, seq=seq, expected_prevhash=head.hash, prevhash=prevhash,
+                f"{chain} event {event_id} (sequence {seq}) links to {prevhash}, but "
+                f"event {head.seq} of {chain} hashes to {head.hash}: history was altered",
+                chain=chain, origin=chain.split('>')[0], seq=seq, expected_prevhash=head.hash, prevhash=prevhash,
                 event_id=event_id,
             )
 
-    def accept(self, event: Mapping[str, Any], origin: str) -> ChainHead:
-        """Check ``event`` (a signed wire dict) of ``origin`` and make it the new head."""
-        seq, prevhash = event.get("originseq"), event.get("prevhash")
+    def accept(
+        self, event: Mapping[str, Any], chain: str, fields: tuple[str, str] = ORIGIN
+    ) -> ChainHead:
+        """Check ``event`` (a signed wire dict) against ``chain`` and make it the new head.
+
+        ``fields`` names the attributes: :data:`ORIGIN` (``originseq``/``prevhash``) or
+        :data:`LINK` (``linkseq``/``linkprev``).
+        """
+        seq, prevhash = event.get(fields[0]), event.get(fields[1])
         if not isinstance(seq, int) or not isinstance(prevhash, str):
-            raise ChainGap(f"{origin} event lacks originseq/prevhash", origin=origin)
-        self.check(origin, seq, prevhash, str(event.get("id", "?")))
+            raise ChainGap(f"{chain} event lacks {fields[0]}/{fields[1]}", chain=chain, origin=chain.split(">")[0])
+        self.check(chain, seq, prevhash, str(event.get("id", "?")))
         head = ChainHead(seq, event_hash(event))
-        self.heads[origin] = head
+        self.heads[chain] = head
         return head
+
+    def accept_link(self, event: Mapping[str, Any]) -> tuple[str, ChainHead]:
+        """Check ``event`` against its link chain (sender → addressee)."""
+        source, addressee = str(event.get("source", "")), str(event.get("addressee", ""))
+        sender = source.split(":")[2] if source.count(":") >= 3 else source
+        chain = link_key(sender, addressee)
+        return chain, self.accept(event, chain, LINK)

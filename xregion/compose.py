@@ -41,7 +41,7 @@ def compose(
     """An unsigned event dict (without ``originseq``, ``prevhash``, ``keyid``, ``signature``)."""
     if isinstance(payload, dict):
         try:
-            payload = event_type.model.model_validate(payload)
+            payload = event_type.model.model_validate(payload, context={"strict": True})
         except ValidationError as exc:
             raise schema_invalid(f"data of {event_type.ce_type}", exc, "data") from None
     elif not isinstance(payload, event_type.model):
@@ -78,11 +78,13 @@ def seal(
     *,
     seq: int,
     prevhash: str,
+    linkseq: int,
+    linkprev: str,
     signer: Signer,
     catalog: Catalog = CATALOG,
     registry: RegionRegistry | None = None,
 ) -> DecodedEvent:
-    """Place ``event`` in its origin's chain, sign it and validate the result."""
-    chained = {**event, "originseq": seq, "prevhash": prevhash}
+    """Place ``event`` in its origin's chain and its link's chain, sign it, validate it."""
+    chained = {**event, "originseq": seq, "prevhash": prevhash, "linkseq": linkseq, "linkprev": linkprev}
     signed = signer.sign(chained)
     return decode_dict(signed, catalog=catalog, registry=registry)

@@ -13,6 +13,9 @@ Extension attributes (CloudEvents names: lower-case letters and digits only):
 ``causationid``    id of the event this one answers (absent on opening events)
 ``originseq``      the sender region's gap-free sequence number, from 1
 ``prevhash``       ``sha256:<hex>`` of the sender region's previous event (hash chain)
+``linkseq``        gap-free sequence of the sender's events to this addressee (a *link*:
+                   ``BJ→TJ``, or ``BJ→ALL`` for broadcasts), from 1
+``linkprev``       ``sha256:<hex>`` of the sender's previous event on the same link
 ``handling``       handling codes H0-H3, comma-separated (e.g. ``H0`` or ``H1,H2``)
 ``handlingnote``   the restriction spelled out, required with H3
 ``answerby``       ``YYYY-MM-DD``: the addressee must answer by the end of that day (UTC+8)
@@ -66,7 +69,9 @@ def format_time(moment: datetime) -> str:
 class Envelope(BaseModel):
     """A v1 event as carried on the bus; ``data`` is validated separately by its type."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown extension attributes are kept (and covered by the signature): a backward-
+    # compatible v1 addition must not break older consumers.
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     specversion: Literal["1.0"]
     id: Annotated[
@@ -84,6 +89,8 @@ class Envelope(BaseModel):
     causationid: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
     originseq: Annotated[int, Field(ge=1, strict=True)]  # a JSON integer: not "1", 1.0, true
     prevhash: Annotated[str, StringConstraints(pattern=HASH.pattern)]
+    linkseq: Annotated[int, Field(ge=1, strict=True)]
+    linkprev: Annotated[str, StringConstraints(pattern=HASH.pattern)]
     handling: Annotated[str, StringConstraints(pattern=HANDLING.pattern)]
     handlingnote: Annotated[str, StringConstraints(min_length=1, max_length=2_000)] | None = None
     answerby: date | None = None
@@ -108,6 +115,10 @@ class Envelope(BaseModel):
             raise ValueError(f"answerby {self.answerby} is before the event's own date")
         if self.originseq == 1 and self.prevhash != GENESIS_HASH:
             raise ValueError("the first event of an origin (originseq 1) must carry the genesis prevhash")
+        if self.linkseq == 1 and self.linkprev != GENESIS_HASH:
+            raise ValueError("the first event of a link (linkseq 1) must carry the genesis linkprev")
+        if self.linkseq > self.originseq:
+            raise ValueError("linkseq cannot exceed originseq: a link is part of its origin's chain")
         return self
 
     # --- derived views ------------------------------------------------------------------

@@ -31,9 +31,23 @@ SENSITIVE: dict[str, Any] = {"x-sensitive": True}
 
 
 class Contract(BaseModel):
-    """Base of every payload model: strict about unknown fields, immutable."""
+    """Base of every payload model: immutable; tolerant readers, strict writers.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    Received data may carry fields added later in v1: they are ignored (and stay covered
+    by the signature). Composing an event validates with ``context={"strict": True}``,
+    which refuses unknown fields, naming them, so a producer's typo never goes unnoticed.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_fields_when_writing(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, dict) and (info.context or {}).get("strict"):
+            unknown = sorted(set(value) - set(cls.model_fields))
+            if unknown:
+                raise ValueError(f"unknown field(s): {', '.join(unknown)}")
+        return value
 
 
 def _not_blank(value: str) -> str:

@@ -1,0 +1,12 @@
+"""The regional adapter: what each region runs to take part in the bus.
+
+>>> adapter = Adapter.create("BJ", data_dir=Path(".xregion"), nats_url="nats://...")
+>>> await adapter.start()
+>>> sent = await adapter.client.open("lead.submitted", to="TJ", data=lead.Submitted(...))
+"""
+
+from xregion.adapter.client import RegionClient
+from xregion.adapter.service import Adapter
+from xregion.runtime.consumer import Delivery, Handler
+
+__all__ = ["Adapter", "Delivery", "Handler", "RegionClient"]

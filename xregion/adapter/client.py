@@ -1,0 +1,220 @@
+"""The typed Python API a regional system uses to speak on the bus.
+
+Every call returns once the event is durably in the adapter's outbox (validated, chained,
+signed); the relay publishes it. Errors are specific: a
+:class:`~xregion.errors.ContractError` names the field, a
+:class:`~xregion.errors.LifecycleError` names state, event and sender.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tempfile
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from nats.js import JetStreamContext
+
+from xregion.codec import DecodedEvent
+from xregion.compose import compose
+from xregion.contracts.catalog import Catalog
+from xregion.contracts.common import AttachmentRef, Contract
+from xregion.deadlines import DeadlinePolicy
+from xregion.errors import ContractError, UnknownReferral
+from xregion.ids import new_referral_id
+from xregion.lifecycle import LIFECYCLES, ReferralState, Role
+from xregion.runtime.consumer import digest_of_info
+from xregion.runtime.outbox import Outbox
+from xregion.runtime.store import HistoryEntry, Store
+
+CHUNK = 1024 * 1024
+
+
+class AttachmentMismatch(ContractError):
+    code = "attachment_invalid"
+
+
+class RegionClient:
+    """Send events as one region; read this region's view of its referrals."""
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        agency: str,
+        outbox: Outbox,
+        store: Store,
+        catalog: Catalog,
+        deadlines: DeadlinePolicy,
+        jetstream: JetStreamContext | None = None,
+        object_store: str = "XREGION_EVIDENCE",
+    ) -> None:
+        self.region = region
+        self.agency = agency
+        self._outbox = outbox
+        self._store = store
+        self._catalog = catalog
+        self._deadlines = deadlines
+        self._js = jetstream
+        self._object_store = object_store
+
+    # --- sending ------------------------------------------------------------------------
+
+    async def open(
+        self,
+        event_type: str,
+        *,
+        to: str,
+        data: Contract | dict[str, Any],
+        referral_id: str | None = None,
+        agency: str | None = None,
+        handling: str = "H0",
+        handling_note: str | None = None,
+        answer_by: date | None = None,
+        correlation_id: str | None = None,
+    ) -> DecodedEvent:
+        """Open a referral: ``lead.submitted``, ``assist.requested``, ``recognition.published``
+        or a ``share.*`` broadcast (``to="ALL"``)."""
+        family, event = event_type.split(".", 1)
+        if LIFECYCLES[family].role_of(event) is not Role.ORIGIN or event not in LIFECYCLES[family].openings:
+            raise ContractError(f"{event_type} does not open a referral; use send()", type=event_type)
+        return await self._submit(
+            event_type, data, to=to, referral_id=referral_id or new_referral_id(self.region),
+            agency=agency, handling=handling, handling_note=handling_note, answer_by=answer_by,
+            correlation_id=correlation_id, causation_id=None,
+        )
+
+    async def send(
+        self,
+        referral_id: str,
+        event_type: str,
+        data: Contract | dict[str, Any],
+        *,
+        agency: str | None = None,
+        causation_id: str | None = None,
+        handling: str = "H0",
+        handling_note: str | None = None,
+        answer_by: date | None = None,
+    ) -> DecodedEvent:
+        """Send the next event of a referral this region takes part in; the addressee is
+        derived from the referral (origin ↔ addressee)."""
+        state = await self.referral(referral_id)
+        if state is None:
+            raise UnknownReferral(f"referral {referral_id} is unknown to {self.region}", referral_id=referral_id)
+        to = state.addressee if state.origin == self.region else state.origin
+        return await self._submit(
+            event_type, data, to=to, referral_id=referral_id, agency=agency, handling=handling,
+            handling_note=handling_note, answer_by=answer_by, correlation_id=None,
+            causation_id=causation_id or state.last_event_id,
+        )
+
+    async def _submit(self, event_type: str, data: Contract | dict[str, Any], *, to: str, referral_id: str,
+                      agency: str | None, handling: str, handling_note: str | None, answer_by: date | None,
+                      correlation_id: str | None, causation_id: str | None) -> DecodedEvent:
+        family, event = event_type.split(".", 1)
+        kind = self._catalog.get(family, event)
+        now = datetime.now(UTC)
+        due = answer_by or self._deadlines.default_answer_by(event_type, now.date())
+        unsigned = compose(
+            kind, data, sender=self.region, agency=agency or self.agency, to=to,
+            referral_id=referral_id, correlation_id=correlation_id, causation_id=causation_id,
+            handling=handling, handling_note=handling_note, answer_by=due, time=now,
+        )
+        return await self._outbox.submit(unsigned)
+
+    async def forward_lead(self, referral_id: str, to_region: str, reason: str) -> tuple[DecodedEvent, DecodedEvent]:
+        """Forward a lead addressed to this region to a third region: ``lead.forwarded`` on the
+        original and a new, linked ``lead.submitted``, committed together."""
+        submitted = await self._store.read(
+            lambda db: db.execute(
+                "SELECT payload FROM inbox WHERE referral_id = ? AND event_type = 'lead.submitted'",
+                (referral_id,),
+            ).fetchone()
+        )
+        if submitted is None:
+            raise UnknownReferral(f"no lead.submitted of {referral_id} in {self.region}'s inbox")
+        import json
+
+        original = json.loads(submitted[0])
+        data = dict(original["data"])
+        data["forwarded_from"] = {"referral_id": referral_id, "region": self.region}
+        new_id = new_referral_id(self.region)
+        async with self._store.transaction():
+            forwarded = await self.send(
+                referral_id, "lead.forwarded",
+                {"to_region": to_region, "new_referral_id": new_id, "reason": reason},
+            )
+            opened = await self.open(
+                "lead.submitted", to=to_region, data=data, referral_id=new_id,
+                correlation_id=original.get("correlationid", referral_id),
+            )
+        return forwarded, opened
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def referral(self, referral_id: str) -> ReferralState | None:
+        return await self._store.referral(referral_id)
+
+    async def referrals(self) -> list[ReferralState]:
+        return await self._store.referrals()
+
+    async def history(self, referral_id: str) -> list[HistoryEntry]:
+        return await self._store.history(referral_id)
+
+    # --- attachments --------------------------------------------------------------------
+
+    def _require_js(self) -> JetStreamContext:
+        if self._js is None:
+            raise RuntimeError("attachments need a connected adapter")
+        return self._js
+
+    async def attach(self, source: Path | bytes, *, filename: str, media_type: str) -> AttachmentRef:
+        """Store a file (any size; streamed) in the evidence object store under its SHA-256."""
+        js = self._require_js()
+        digest, size = hashlib.sha256(), 0
+        if isinstance(source, bytes):
+            digest.update(source)
+            size = len(source)
+        else:
+            with source.open("rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+        name = digest.hexdigest()
+        obs = await js.object_store(self._object_store)
+        try:
+            info = await obs.get_info(name)
+            exists = digest_of_info(info) == name and info.size == size
+        except Exception:
+            exists = False
+        if not exists:
+            if isinstance(source, bytes):
+                await obs.put(name, io.BytesIO(source))
+            else:
+                with source.open("rb") as fh:
+                    await obs.put(name, fh)
+        return AttachmentRef(object_name=name, filename=filename, media_type=media_type, size=size, sha256=name)
+
+    async def download(self, ref: AttachmentRef, dest: Path) -> Path:
+        """Fetch an attachment to ``dest`` and verify its SHA-256 and size before keeping it."""
+        js = self._require_js()
+        obs = await js.object_store(self._object_store)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
+            await obs.get(ref.object_name, writeinto=tmp)
+            tmp_path = Path(tmp.name)
+        digest, size = hashlib.sha256(), 0
+        with tmp_path.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        if digest.hexdigest() != ref.sha256 or size != ref.size:
+            tmp_path.unlink(missing_ok=True)
+            raise AttachmentMismatch(
+                f"attachment {ref.object_name}: got {size} bytes sha256 {digest.hexdigest()}, "
+                f"expected {ref.size} bytes sha256 {ref.sha256}", object_name=ref.object_name,
+            )
+        tmp_path.replace(dest)
+        return dest

@@ -1,0 +1,23 @@
+"""The ``xregion`` command line: one sub-module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from xregion.cli import run, schemas
+
+app = typer.Typer(
+    name="xregion",
+    help="京津冀 cross-region IP-enforcement case-referral bus.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.command()(run.demo)
+app.command()(run.broker)
+app.add_typer(run.keys_app, name="keys")
+app.add_typer(run.adapter_app, name="adapter")
+app.add_typer(schemas.app, name="schemas")
+
+
+def main() -> None:
+    app()

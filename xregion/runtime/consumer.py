@@ -1,0 +1,374 @@
+"""Inbound events: verify, deliver exactly once in effect, answer receipts, dead-letter the rest.
+
+The consumer pulls its region's durable consumer in batches and handles each batch in one
+store transaction, message by message, in stream order (one savepoint each):
+
+1. parse and validate the envelope           → dead letter on failure (``malformed_json``, ...)
+2. skip this region's own broadcasts and events already in the inbox (redeliveries)
+3. verify the signature against the key roster → dead letter (``bad_signature``, ``unknown_key``, ...)
+4. follow the sender's link chain to us (``TJ>BJ``, ``TJ>ALL``) → a gap waits while earlier messages are still
+   outstanding (redelivery after a crash can reorder), else dead letter; a fork or replay
+   is dead-lettered at once. An authentic event advances its link's chain even when it
+   is refused below, so one refused event does not block the sender's later ones.
+5. decode the payload, check parties, subject, attachments and lifecycle → dead letter
+6. hand it to the regional system's handler; record it in the inbox; send the automatic
+   receipt (``received`` / ``acknowledged``) — all in the same transaction
+7. commit, then acknowledge the messages to JetStream.
+
+A handler that raises rolls back its message's savepoint; that message and the rest of the
+batch are redelivered after a back-off, and dead-lettered (``handler_failed``) when the
+redelivery budget is spent. The adapter never stops on bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError, TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError, ObjectNotFoundError
+from pydantic import BaseModel, ValidationError
+
+from xregion.chain import ChainHead, ChainTracker
+from xregion.codec import MAX_EVENT_BYTES, DecodedEvent, check_parties, check_subject, decode_data, field_errors, step_of
+from xregion.contracts.catalog import Catalog
+from xregion.contracts.common import AttachmentRef
+from xregion.envelope import Envelope
+from xregion.errors import (
+    ChainGap,
+    ContractError,
+    LifecycleError,
+    MalformedJson,
+    OversizedMessage,
+    SchemaInvalid,
+    VerificationError,
+    XRegionError,
+)
+from xregion.lifecycle import LIFECYCLES, RECEIPTS, ReferralState
+from xregion.regions import RegionRegistry
+from xregion.runtime.deadletter import publish_dead_letter
+from xregion.runtime.settings import RuntimeSettings
+from xregion.runtime.store import HistoryEntry, Store, Tx
+from xregion.runtime.topology import BACKOFF_S, consumer_name
+from xregion.signing import KeyRoster
+from xregion.subjects import parse as parse_subject
+
+log = structlog.get_logger("xregion.consumer")
+
+
+class AttachmentInvalid(ContractError):
+    code = "attachment_invalid"
+
+
+class HandlerFailed(XRegionError):
+    code = "handler_failed"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One inbound event handed to the regional system.
+
+    ``tx`` runs SQL inside the adapter's handling transaction: statements made through it
+    commit atomically with the inbox record (exactly-once effects in the adapter's own
+    database). Otherwise, use ``event.envelope.id`` as the idempotency key of your effects.
+    """
+
+    event: DecodedEvent
+    stream_seq: int
+    delivery_count: int
+    tx: Tx
+
+    @property
+    def payload(self) -> BaseModel:
+        return self.event.payload
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+Submit = Callable[[str, str, dict[str, Any], str], Awaitable[Any]]
+"""``submit(referral_id, event_type, data, causation_id)``: send an answer through the outbox."""
+
+
+class _Wait(Exception):
+    """Internal: stop the batch here and let JetStream redeliver after ``delay``."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+
+def attachments_of(value: Any) -> Iterator[AttachmentRef]:
+    """Every :class:`AttachmentRef` inside a payload model."""
+    if isinstance(value, AttachmentRef):
+        yield value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from attachments_of(getattr(value, name))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from attachments_of(item)
+
+
+class Consumer:
+    """Pulls and processes one region's inbound events."""
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        js: JetStreamContext,
+        store: Store,
+        roster: KeyRoster,
+        registry: RegionRegistry,
+        catalog: Catalog,
+        settings: RuntimeSettings,
+        handler: Handler,
+        submit: Submit,
+        batch: int = 64,
+    ) -> None:
+        self.region = region
+        self.js = js
+        self.store = store
+        self.roster = roster
+        self.registry = registry
+        self.catalog = catalog
+        self.settings = settings
+        self.handler = handler
+        self.submit = submit
+        self.batch = batch
+        self.handled = 0
+        self.dead_lettered = 0
+        self._obj: Any = None
+        self._held = 0
+
+    async def run(self) -> None:
+        """Fetch and process until cancelled. Never busy-loops: every wait is bounded below."""
+        sub = await self.js.pull_subscribe_bind(
+            durable=consumer_name(self.region), stream=self.settings.stream
+        )
+        while True:
+            try:
+                msgs = await sub.fetch(batch=self.batch, timeout=5.0)
+            except (NatsTimeoutError, asyncio.TimeoutError):
+                continue
+            except ConnectionClosedError:
+                await asyncio.sleep(1.0)
+                continue
+            except Exception as exc:  # a fetch can fail in many ways while the server is away
+                log.warning("fetch failed", region=self.region, error=type(exc).__name__, detail=str(exc)[:200])
+                await asyncio.sleep(1.0)
+                continue
+            await self.process(msgs)
+
+    async def process(self, msgs: list[Msg]) -> None:
+        """Process one batch: commit, then ack; stop at the first message that must wait."""
+        outcomes: list[str] = []
+        wait: float | None = None
+        self._held = len(msgs)
+        try:
+            async with self.store.transaction():
+                for msg in msgs:
+                    try:
+                        async with self.store.transaction():
+                            outcomes.append(await self._one(msg))
+                    except _Wait as stop:
+                        wait = stop.delay
+                        break
+        except Exception as exc:
+            # The transaction was rolled back: nothing of this batch took effect.
+            log.error("batch failed, will be redelivered", region=self.region,
+                      error=type(exc).__name__, detail=str(exc)[:300])
+            for msg in msgs:
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=1.0)
+            return
+        for msg, outcome in zip(msgs, outcomes, strict=False):
+            with contextlib.suppress(Exception):
+                await (msg.term() if outcome == "term" else msg.ack())
+        for msg in msgs[len(outcomes):]:
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=wait if wait is not None else 1.0)
+
+    # --- one message --------------------------------------------------------------------
+
+    async def _one(self, msg: Msg) -> str:
+        meta = msg.metadata
+        stream_seq, delivered = meta.sequence.stream, meta.num_delivered
+        body = msg.data or b""
+        base = {"region": self.region, "subject": msg.subject, "stream_seq": stream_seq}
+        try:
+            wire, envelope = self._envelope(body)
+        except ContractError as exc:
+            await self._dead_letter(exc, msg, None, base)
+            return "term"
+        bound = {**base, "event_id": envelope.id, "referral_id": envelope.subject}
+        if envelope.sender == self.region:
+            return "ack"  # our own broadcast, echoed back by the ALL filter
+        if await self.store.read(lambda db: Store.inbox_has(db, envelope.id)):
+            log.info("duplicate delivery ignored", **bound)
+            return "ack"
+        try:
+            self.roster.verify(wire, envelope.sender, envelope.time)
+        except VerificationError as exc:
+            await self._dead_letter(exc, msg, envelope.id, bound, security=True)
+            return "term"
+        heads = await self.store.read(Store.chain_heads)
+        tracker = ChainTracker(heads)
+        try:
+            chain, head = tracker.accept_link(wire)
+        except ChainGap as exc:
+            if await self._earlier_outstanding():
+                raise _Wait(BACKOFF_S[min(delivered - 1, len(BACKOFF_S) - 1)]) from None
+            await self._dead_letter(exc, msg, envelope.id, bound, security=True)
+            return "term"
+        except VerificationError as exc:
+            await self._dead_letter(exc, msg, envelope.id, bound, security=True)
+            return "term"
+        await self.store.read(lambda db: Store.save_chain_head(db, chain, head))
+        try:
+            event, state, previous = await self._admit(msg, wire, envelope)
+        except XRegionError as exc:
+            await self._dead_letter(exc, msg, envelope.id, bound)
+            return "term"
+        try:
+            async with self.store.transaction() as tx:
+                await self.handler(Delivery(event, stream_seq, delivered, tx))
+                await tx.run(lambda db: self._record(db, event, stream_seq, state))
+                await self._receipt(event)
+        except Exception as exc:
+            if delivered >= self.settings.max_deliver - 1:
+                failure = HandlerFailed(f"handler failed {delivered} times: {type(exc).__name__}: {exc}")
+                await self._dead_letter(failure, msg, envelope.id, bound)
+                return "term"
+            log.warning("handler failed, will retry", **bound, delivery=delivered,
+                        error=type(exc).__name__, detail=str(exc)[:300])
+            raise _Wait(BACKOFF_S[min(delivered - 1, len(BACKOFF_S) - 1)]) from None
+        self.handled += 1
+        log.info("event delivered", **bound, type=envelope.event_type,
+                 state=state.state, previous=previous.state if previous else None)
+        return "ack"
+
+    def _envelope(self, body: bytes) -> tuple[dict[str, Any], Envelope]:
+        if len(body) > MAX_EVENT_BYTES:
+            raise OversizedMessage(
+                f"message of {len(body)} bytes exceeds the {MAX_EVENT_BYTES}-byte event limit",
+                size=len(body), limit=MAX_EVENT_BYTES,
+            )
+        try:
+            wire = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedJson(f"not UTF-8 JSON: {exc}") from None
+        if not isinstance(wire, dict):
+            raise SchemaInvalid(f"an event is a JSON object, got {type(wire).__name__}", errors=[])
+        try:
+            return wire, Envelope.model_validate(wire)
+        except ValidationError as exc:
+            errors = field_errors(exc)
+            raise SchemaInvalid(
+                f"envelope is invalid at {', '.join(e['field'] for e in errors[:5])}: {errors[0]['error']}",
+                errors=errors,
+            ) from None
+
+    async def _earlier_outstanding(self) -> bool:
+        """Are messages other than the ones this batch holds still unacknowledged?
+
+        An origin's events enter the stream in chain order (its relay publishes one at a
+        time), so a gap is only transient while an earlier message is out for redelivery
+        (e.g. it was held by an adapter that crashed). If nothing but this batch is
+        outstanding, the missing event is not in the stream: the gap is real.
+        """
+        try:
+            info = await self.js.consumer_info(self.settings.stream, consumer_name(self.region))
+        except Exception:
+            return True  # cannot tell: wait rather than condemn
+        return int(info.num_ack_pending or 0) > self._held
+
+    async def _admit(
+        self, msg: Msg, wire: dict[str, Any], envelope: Envelope
+    ) -> tuple[DecodedEvent, ReferralState, ReferralState | None]:
+        """Contract checks after authentication: type, payload, parties, subject, lifecycle."""
+        event_type = self.catalog.by_ce_type(envelope.type)
+        if envelope.dataschema != event_type.dataschema:
+            raise SchemaInvalid(f"dataschema {envelope.dataschema!r} does not match {envelope.type}", errors=[])
+        payload = decode_data(event_type, envelope.data, self.registry)
+        check_parties(envelope, self.registry)
+        event = DecodedEvent(wire, envelope, event_type, payload)
+        check_subject(parse_subject(msg.subject), event)
+        await self._check_attachments(payload)
+        previous = await self.store.referral(envelope.subject)
+        state = LIFECYCLES.apply(previous, step_of(event))
+        return event, state, previous
+
+    async def _check_attachments(self, payload: BaseModel) -> None:
+        refs = list(attachments_of(payload))
+        if not refs:
+            return
+        if self._obj is None:
+            self._obj = await self.js.object_store(self.settings.object_store)
+        for ref in refs:
+            try:
+                info = await self._obj.get_info(ref.object_name)
+            except (ObjectNotFoundError, NotFoundError):
+                raise AttachmentInvalid(f"attachment {ref.object_name} is not in the object store",
+                                        object_name=ref.object_name) from None
+            digest = digest_of_info(info)
+            if info.size != ref.size or digest != ref.sha256:
+                raise AttachmentInvalid(
+                    f"attachment {ref.object_name}: store has {info.size} bytes sha256 {digest}, "
+                    f"event says {ref.size} bytes sha256 {ref.sha256}",
+                    object_name=ref.object_name,
+                )
+
+    def _record(self, db: sqlite3.Connection, event: DecodedEvent, stream_seq: int, state: ReferralState) -> None:
+        env = event.envelope
+        db.execute(
+            "INSERT INTO inbox (event_id, origin, originseq, subject, referral_id, event_type, payload, "
+            "stream_seq, handled_at) VALUES (?,?,?,?,?,?,?,?,datetime('now'))",
+            (env.id, env.sender, env.originseq, event.subject, env.subject, env.event_type,
+             json.dumps(event.wire, ensure_ascii=False).encode(), stream_seq),
+        )
+        Store.save_referral(
+            db, state,
+            HistoryEntry(env.id, env.event_type, env.sender, env.addressee, env.to_dict()["time"],
+                         state.tracks.get(env.sender, state.state) if state.tracks else state.state),
+            env.answerby.isoformat() if env.answerby else None,
+        )
+
+    async def _receipt(self, event: DecodedEvent) -> None:
+        receipt = RECEIPTS.get(event.envelope.event_type)
+        if receipt is None:
+            return
+        event_type, data = receipt
+        await self.submit(event.envelope.subject, event_type, dict(data), event.envelope.id)
+
+    async def _dead_letter(
+        self, exc: XRegionError, msg: Msg, event_id: str | None, bound: dict[str, Any], *, security: bool = False
+    ) -> None:
+        reason = exc.to_reason()
+        await publish_dead_letter(
+            self.js, region=self.region, reason=reason, body=msg.data or b"",
+            original_subject=msg.subject, stream_seq=msg.metadata.sequence.stream,
+            event_id=event_id, dlq_stream=self.settings.dead_letter_stream,
+        )
+        self.dead_lettered += 1
+        (log.error if security else log.warning)(
+            "event dead-lettered", **bound, reason=reason["code"], detail=exc.message[:300],
+            security_event=security,
+        )
+
+
+def digest_of_info(info: Any) -> str | None:
+    """The hex SHA-256 of an object from its NATS object-store info (``SHA-256=<base64url>``)."""
+    import base64
+
+    raw = getattr(info, "digest", None) or ""
+    if not raw.upper().startswith("SHA-256="):
+        return None
+    b64 = raw.split("=", 1)[1]
+    return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).hex()

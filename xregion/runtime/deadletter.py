@@ -1,0 +1,103 @@
+"""Dead letters: what an adapter cannot accept is kept, with a machine-readable reason.
+
+A dead letter is the original message body, byte for byte, published to
+``xregion.dlq.<region>.<reason code>`` in the ``XREGION_DLQ`` stream, with headers:
+
+=========================== ==============================================================
+``Xregion-Reason-Code``     stable code (``bad_signature``, ``chain_gap``, ...; see errors)
+``Xregion-Reason``          JSON (ASCII-escaped): code, message and details
+``Xregion-Original-Subject`` subject the message arrived on
+``Xregion-Stream-Seq``      its sequence in the event stream
+``Xregion-Event-Id``        event id, when the message had a readable one
+``Nats-Msg-Id``             ``dlq-<region>-<stream seq>``: a retried dead-lettering is dropped
+=========================== ==============================================================
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from nats.js import JetStreamContext
+
+from xregion.runtime.topology import dead_letter_subject
+
+REASON_CODE = "Xregion-Reason-Code"
+REASON = "Xregion-Reason"
+ORIGINAL_SUBJECT = "Xregion-Original-Subject"
+STREAM_SEQ = "Xregion-Stream-Seq"
+EVENT_ID = "Xregion-Event-Id"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead letter as read back from the stream."""
+
+    region: str
+    code: str
+    reason: dict[str, Any]
+    original_subject: str
+    stream_seq: int | None
+    event_id: str | None
+    body: bytes
+
+
+async def publish_dead_letter(
+    js: JetStreamContext,
+    *,
+    region: str,
+    reason: dict[str, Any],
+    body: bytes,
+    original_subject: str,
+    stream_seq: int | None,
+    event_id: str | None,
+    dlq_stream: str,
+) -> None:
+    headers = {
+        REASON_CODE: str(reason["code"]),
+        REASON: json.dumps(reason, ensure_ascii=True, default=str)[:8000],
+        ORIGINAL_SUBJECT: original_subject,
+        "Nats-Msg-Id": f"dlq-{region}-{stream_seq}" if stream_seq else f"dlq-{region}-{event_id}",
+    }
+    if stream_seq is not None:
+        headers[STREAM_SEQ] = str(stream_seq)
+    if event_id:
+        headers[EVENT_ID] = event_id
+    await js.publish(
+        dead_letter_subject(region, str(reason["code"])), body, timeout=5.0, stream=dlq_stream, headers=headers
+    )
+
+
+def parse_dead_letter(subject: str, headers: dict[str, str] | None, body: bytes) -> DeadLetter:
+    headers = headers or {}
+    region = subject.split(".")[2]
+    seq = headers.get(STREAM_SEQ)
+    return DeadLetter(
+        region=region,
+        code=headers.get(REASON_CODE, "unknown"),
+        reason=json.loads(headers.get(REASON, "{}")),
+        original_subject=headers.get(ORIGINAL_SUBJECT, ""),
+        stream_seq=int(seq) if seq else None,
+        event_id=headers.get(EVENT_ID),
+        body=body,
+    )
+
+
+async def read_dead_letters(js: JetStreamContext, dlq_stream: str, region: str | None = None) -> list[DeadLetter]:
+    """Every dead letter (of ``region``), oldest first — for operators and tests."""
+    from nats.js.errors import NotFoundError
+
+    out: list[DeadLetter] = []
+    info = await js.stream_info(dlq_stream)
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        if info.state.messages == 0:
+            break
+        try:
+            msg = await js.get_msg(dlq_stream, seq)
+        except NotFoundError:
+            continue
+        letter = parse_dead_letter(msg.subject, msg.headers, msg.data or b"")
+        if region is None or letter.region == region:
+            out.append(letter)
+    return out

@@ -1,0 +1,325 @@
+"""An adapter's local durable state: outbox, inbox, inbound chain heads, referral views.
+
+One SQLite database per adapter (WAL, ``synchronous=FULL``), used from one thread. Every
+access goes through :meth:`Store.transaction`, which serialises work on an asyncio lock
+and is re-entrant: a regional handler that sends an answer while it handles an event
+joins the handling transaction (as a savepoint), so the inbox record, the handler's own
+statements, the answer's outbox row and the receipt commit together or not at all.
+
+Tables
+------
+``outbox``      this region's chain: one row per event it sent, ``seq`` = ``originseq``;
+                ``published_at`` is set when JetStream acknowledged it.
+``inbox``       every inbound event handled, keyed by event id (idempotency).
+``chain_heads`` the last verified (seq, hash) of every link chain received (``TJ>BJ``).
+``referrals``   this region's view of each referral it takes part in (lifecycle state).
+``history``     the events of those referrals, in the order this region saw them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from xregion.chain import GENESIS, ChainHead
+from xregion.lifecycle import ReferralState
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq          INTEGER PRIMARY KEY,
+    event_id     TEXT NOT NULL UNIQUE,
+    subject      TEXT NOT NULL,
+    referral_id  TEXT NOT NULL,
+    event_type   TEXT NOT NULL,
+    addressee    TEXT NOT NULL,
+    link_seq     INTEGER NOT NULL,
+    payload      BLOB NOT NULL,
+    hash         TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    published_at TEXT,
+    stream_seq   INTEGER
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE published_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_link ON outbox (addressee, seq);
+CREATE TABLE IF NOT EXISTS inbox (
+    event_id    TEXT PRIMARY KEY,
+    origin      TEXT NOT NULL,
+    originseq   INTEGER NOT NULL,
+    subject     TEXT NOT NULL,
+    referral_id TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    payload     BLOB NOT NULL,
+    stream_seq  INTEGER,
+    handled_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chain_heads (
+    origin TEXT PRIMARY KEY,
+    seq    INTEGER NOT NULL,
+    hash   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS referrals (
+    referral_id   TEXT PRIMARY KEY,
+    family        TEXT NOT NULL,
+    origin        TEXT NOT NULL,
+    addressee     TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    tracks        TEXT NOT NULL,
+    events        INTEGER NOT NULL,
+    last_event_id TEXT NOT NULL,
+    answer_by     TEXT,
+    updated_at    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    referral_id TEXT NOT NULL,
+    position    INTEGER NOT NULL,
+    event_id    TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    addressee   TEXT NOT NULL,
+    time        TEXT NOT NULL,
+    state_after TEXT NOT NULL,
+    PRIMARY KEY (referral_id, position)
+);
+"""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    event_id: str
+    subject: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    event_id: str
+    event_type: str
+    sender: str
+    addressee: str
+    time: str
+    state_after: str
+
+
+_in_tx: contextvars.ContextVar[Store | None] = contextvars.ContextVar("xregion_store_tx", default=None)
+
+
+class Store:
+    """The adapter's SQLite database, driven from asyncio through one worker thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"store-{path.stem}")
+        self._lock = asyncio.Lock()
+        self._savepoints = 0
+        self._db: sqlite3.Connection | None = None
+
+    # --- thread plumbing ----------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def open(self) -> Store:
+        def _open() -> None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(SCHEMA)
+            self._db = db
+
+        await self._call(_open)
+        return self
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._db is not None:
+                await self._call(self._db.close)
+                self._db = None
+        self._executor.shutdown(wait=True)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """A write transaction; nested use in the same task becomes a savepoint."""
+        if _in_tx.get() is self:
+            self._savepoints += 1
+            name = f"sp{self._savepoints}"
+            await self._call(self.db.execute, f"SAVEPOINT {name}")
+            try:
+                yield Tx(self)
+            except BaseException:
+                await self._call(self.db.execute, f"ROLLBACK TO {name}")
+                await self._call(self.db.execute, f"RELEASE {name}")
+                raise
+            await self._call(self.db.execute, f"RELEASE {name}")
+            return
+        async with self._lock:
+            token = _in_tx.set(self)
+            await self._call(self.db.execute, "BEGIN IMMEDIATE")
+            try:
+                yield Tx(self)
+            except BaseException:
+                await self._call(self.db.execute, "ROLLBACK")
+                raise
+            else:
+                await self._call(self.db.execute, "COMMIT")
+            finally:
+                _in_tx.reset(token)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` consistently with (after) any transaction in progress."""
+        if _in_tx.get() is self:
+            return await self._call(fn, self.db)
+        async with self._lock:
+            return await self._call(fn, self.db)
+
+    # --- outbox -------------------------------------------------------------------------
+
+    @staticmethod
+    def outbox_head(db: sqlite3.Connection) -> ChainHead:
+        row = db.execute("SELECT seq, hash FROM outbox ORDER BY seq DESC LIMIT 1").fetchone()
+        return GENESIS if row is None else ChainHead(row[0], row[1])
+
+    @staticmethod
+    def link_head(db: sqlite3.Connection, addressee: str) -> ChainHead:
+        row = db.execute(
+            "SELECT link_seq, hash FROM outbox WHERE addressee = ? ORDER BY seq DESC LIMIT 1", (addressee,)
+        ).fetchone()
+        return GENESIS if row is None else ChainHead(row[0], row[1])
+
+    async def pending(self, limit: int = 256) -> list[OutboxRow]:
+        def q(db: sqlite3.Connection) -> list[OutboxRow]:
+            rows = db.execute(
+                "SELECT seq, event_id, subject, payload FROM outbox WHERE published_at IS NULL "
+                "ORDER BY seq LIMIT ?", (limit,),
+            ).fetchall()
+            return [OutboxRow(*r) for r in rows]
+
+        return await self.read(q)
+
+    async def outbox_depth(self) -> int:
+        return await self.read(
+            lambda db: db.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()[0]
+        )
+
+    async def mark_published(self, acks: list[tuple[int, int]]) -> None:
+        """``acks``: (outbox seq, JetStream stream sequence) pairs."""
+        async with self.transaction() as tx:
+            await tx.executemany(
+                "UPDATE outbox SET published_at = ?, stream_seq = ? WHERE seq = ?",
+                [(now_iso(), stream_seq, seq) for seq, stream_seq in acks],
+            )
+
+    # --- referral views -----------------------------------------------------------------
+
+    @staticmethod
+    def load_referral(db: sqlite3.Connection, referral_id: str) -> ReferralState | None:
+        row = db.execute(
+            "SELECT referral_id, family, origin, addressee, state, tracks, events, last_event_id "
+            "FROM referrals WHERE referral_id = ?", (referral_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return ReferralState(
+            referral_id=row[0], family=row[1], origin=row[2], addressee=row[3], state=row[4],
+            tracks=MappingProxyType(json.loads(row[5])), events=row[6], last_event_id=row[7],
+        )
+
+    @staticmethod
+    def save_referral(
+        db: sqlite3.Connection, state: ReferralState, entry: HistoryEntry, answer_by: str | None
+    ) -> None:
+        db.execute(
+            "INSERT INTO referrals (referral_id, family, origin, addressee, state, tracks, events, "
+            "last_event_id, answer_by, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT (referral_id) DO UPDATE SET state=excluded.state, tracks=excluded.tracks, "
+            "events=excluded.events, last_event_id=excluded.last_event_id, "
+            "answer_by=COALESCE(excluded.answer_by, referrals.answer_by), updated_at=excluded.updated_at",
+            (state.referral_id, state.family, state.origin, state.addressee, state.state,
+             json.dumps(dict(state.tracks), sort_keys=True), state.events, state.last_event_id,
+             answer_by, now_iso()),
+        )
+        db.execute(
+            "INSERT INTO history (referral_id, position, event_id, event_type, sender, addressee, "
+            "time, state_after) VALUES (?,?,?,?,?,?,?,?)",
+            (state.referral_id, state.events, entry.event_id, entry.event_type, entry.sender,
+             entry.addressee, entry.time, entry.state_after),
+        )
+
+    async def referral(self, referral_id: str) -> ReferralState | None:
+        return await self.read(lambda db: self.load_referral(db, referral_id))
+
+    async def referrals(self) -> list[ReferralState]:
+        def q(db: sqlite3.Connection) -> list[ReferralState]:
+            ids = [r[0] for r in db.execute("SELECT referral_id FROM referrals ORDER BY rowid")]
+            return [s for i in ids if (s := self.load_referral(db, i)) is not None]
+
+        return await self.read(q)
+
+    async def history(self, referral_id: str) -> list[HistoryEntry]:
+        def q(db: sqlite3.Connection) -> list[HistoryEntry]:
+            rows = db.execute(
+                "SELECT event_id, event_type, sender, addressee, time, state_after FROM history "
+                "WHERE referral_id = ? ORDER BY position", (referral_id,),
+            ).fetchall()
+            return [HistoryEntry(*r) for r in rows]
+
+        return await self.read(q)
+
+    # --- inbound ------------------------------------------------------------------------
+
+    @staticmethod
+    def inbox_has(db: sqlite3.Connection, event_id: str) -> bool:
+        return db.execute("SELECT 1 FROM inbox WHERE event_id = ?", (event_id,)).fetchone() is not None
+
+    @staticmethod
+    def chain_heads(db: sqlite3.Connection) -> dict[str, ChainHead]:
+        return {o: ChainHead(s, h) for o, s, h in db.execute("SELECT origin, seq, hash FROM chain_heads")}
+
+    @staticmethod
+    def save_chain_head(db: sqlite3.Connection, origin: str, head: ChainHead) -> None:
+        db.execute(
+            "INSERT INTO chain_heads (origin, seq, hash) VALUES (?,?,?) ON CONFLICT (origin) "
+            "DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            (origin, head.seq, head.hash),
+        )
+
+
+class Tx:
+    """Handle on the open transaction: run statements in the store's thread."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._store._call(fn, self._store.db)
+
+    async def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
+        """Execute one statement inside the transaction; returns fetched rows."""
+        return await self.run(lambda db: db.execute(sql, params).fetchall())
+
+    async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        await self.run(lambda db: db.executemany(sql, rows))

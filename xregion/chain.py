@@ -39,9 +39,13 @@ ORIGIN = ("originseq", "prevhash")
 LINK = ("linkseq", "linkprev")
 
 
-def link_key(sender: str, addressee: str) -> str:
-    """The name of a link chain: ``BJ>TJ``, ``BJ>ALL``."""
-    return f"{sender}>{addressee}"
+def link_key(sender: str, addressee: str, version: int = 1) -> str:
+    """The name of a link chain: ``BJ>TJ``, ``BJ>ALL``; ``BJ>TJ@v2`` on v2 subjects.
+
+    Links are per contract version because a consumer that still reads only v1 subjects
+    during a migration never sees v2 events and must not see their absence as gaps.
+    """
+    return f"{sender}>{addressee}" if version == 1 else f"{sender}>{addressee}@v{version}"
 
 
 class ChainTracker:
@@ -101,5 +105,6 @@ class ChainTracker:
         """Check ``event`` against its link chain (sender → addressee)."""
         source, addressee = str(event.get("source", "")), str(event.get("addressee", ""))
         sender = source.split(":")[2] if source.count(":") >= 3 else source
-        chain = link_key(sender, addressee)
+        version = str(event.get("type", "")).rsplit(".v", 1)[-1]
+        chain = link_key(sender, addressee, int(version) if version.isdigit() else 1)
         return chain, self.accept(event, chain, LINK)

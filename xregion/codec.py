@@ -32,8 +32,10 @@ from xregion.signing import canonical
 from xregion.subjects import Subject
 from xregion.subjects import build as build_subject
 
-MAX_EVENT_BYTES = 1024 * 1024
-"""Largest event accepted (NATS' default max_payload); bigger files go to the object store."""
+MAX_EVENT_BYTES = 256 * 1024
+"""Largest event accepted. Events carry metadata and digests; files (photos, video,
+documents) go to the evidence object store and are referenced by SHA-256. The transport
+allows 1 MB, so an oversized event still arrives and is dead-lettered with its reason."""
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ class RegionClient:
         handling_note: str | None = None,
         answer_by: date | None = None,
         correlation_id: str | None = None,
+        version: int = 1,
     ) -> DecodedEvent:
         """Open a referral: ``lead.submitted``, ``assist.requested``, ``recognition.published``
         or a ``share.*`` broadcast (``to="ALL"``)."""
@@ -83,7 +84,7 @@ class RegionClient:
         return await self._submit(
             event_type, data, to=to, referral_id=referral_id or new_referral_id(self.region),
             agency=agency, handling=handling, handling_note=handling_note, answer_by=answer_by,
-            correlation_id=correlation_id, causation_id=None,
+            correlation_id=correlation_id, causation_id=None, version=version,
         )
 
     async def send(
@@ -97,6 +98,7 @@ class RegionClient:
         handling: str = "H0",
         handling_note: str | None = None,
         answer_by: date | None = None,
+        version: int = 1,
     ) -> DecodedEvent:
         """Send the next event of a referral this region takes part in; the addressee is
         derived from the referral (origin ↔ addressee)."""
@@ -107,14 +109,14 @@ class RegionClient:
         return await self._submit(
             event_type, data, to=to, referral_id=referral_id, agency=agency, handling=handling,
             handling_note=handling_note, answer_by=answer_by, correlation_id=None,
-            causation_id=causation_id or state.last_event_id,
+            causation_id=causation_id or state.last_event_id, version=version,
         )
 
     async def _submit(self, event_type: str, data: Contract | dict[str, Any], *, to: str, referral_id: str,
                       agency: str | None, handling: str, handling_note: str | None, answer_by: date | None,
-                      correlation_id: str | None, causation_id: str | None) -> DecodedEvent:
+                      correlation_id: str | None, causation_id: str | None, version: int) -> DecodedEvent:
         family, event = event_type.split(".", 1)
-        kind = self._catalog.get(family, event)
+        kind = self._catalog.get(family, event, version)
         now = datetime.now(UTC)
         due = answer_by or self._deadlines.default_answer_by(event_type, now.date())
         unsigned = compose(

@@ -19,6 +19,7 @@ from faststream import FastStream
 from faststream.nats import NatsBroker
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
+from xregion.adapter.asyncapi import declare_channels
 from xregion.adapter.client import RegionClient
 from xregion.config import BusConfig, load_config
 from xregion.contracts.catalog import CATALOG, Catalog
@@ -98,6 +99,7 @@ class Adapter:
         self.versions = versions
         self.handler = handler
         self.broker = NatsBroker(nats_url.split(","), **connection_options(f"xregion-adapter-{region}"))
+        declare_channels(self.broker, catalog, self.settings)
         self.store = Store(store_path)
         self.relay: Relay | None = None
         self.consumer: Consumer | None = None
@@ -125,7 +127,7 @@ class Adapter:
         await self.store.open()
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(Exception),
-            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.5),
             stop=stop_after_delay(self.settings.connect_timeout_s * 12),
             reraise=True,
         ):

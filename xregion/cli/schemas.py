@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from xregion.adapter import asyncapi
+
 from xregion import schema_export
 from xregion.contracts.catalog import CATALOG
 from xregion.schema_compat import Incompatibility, compare_documents
@@ -91,6 +93,16 @@ def export(
     summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
     written = sum(1 for r in results if r.action != "removed")
     typer.echo(f"{schema_export.version_dir(root, VERSION)}: {written} files ({summary})")
+    spec = root / asyncapi.ASYNCAPI_FILE
+    text = asyncapi.render(asyncapi.document(CATALOG))
+    if not spec.exists() or spec.read_text(encoding="utf-8") != text:
+        spec.write_text(text, encoding="utf-8")
+        typer.echo(f"updated   {spec}")
+
+
+def _asyncapi_drift(root: Path) -> bool:
+    spec = root / asyncapi.ASYNCAPI_FILE
+    return not spec.exists() or spec.read_text(encoding="utf-8") != asyncapi.render(asyncapi.document(CATALOG))
 
 
 @app.command()
@@ -98,9 +110,17 @@ def check(root: RootOption = Path("schemas")) -> None:
     """Exit 1 if ROOT/v1/ differs from the models; name the fields of breaking changes."""
     base = schema_export.version_dir(root, VERSION)
     drift = schema_export.diff(root, CATALOG, VERSION)
-    if not drift:
+    if _asyncapi_drift(root):
+        typer.echo(
+            f"{root / asyncapi.ASYNCAPI_FILE} differs from the FastStream application: "
+            "run `xregion schemas export` and commit it.",
+            err=True,
+        )
+        if not drift:
+            raise typer.Exit(1)
+    elif not drift:
         count = len(schema_export.committed_files(root, VERSION))
-        typer.echo(f"{base} is up to date ({count} files)")
+        typer.echo(f"{base} is up to date ({count} files); {root / asyncapi.ASYNCAPI_FILE} is up to date")
         return
     found = _breaking(root)
     breaking = _by_file(found)

@@ -21,6 +21,7 @@ from xregion.contracts.common import (
     EvidenceItem,
     IPRightType,
     Reason,
+    Receipt,
     ShortText,
     Text,
 )
@@ -55,11 +56,7 @@ class Requested(Contract):
     attachments: list[AttachmentRef] = Field(default_factory=list)
 
 
-class Received(Contract):
-    inbox_reference: ShortText | None = None
-
-
-class Accepted(Contract):
+class AssistAccepted(Contract):
     handling_agency: AgencyCode
     local_case_number: CaseNumber | None = None
     planned_date: date | None = None
@@ -85,8 +82,8 @@ class Cancelled(Contract):
 
 EVENTS: dict[str, type[Contract]] = {
     "requested": Requested,
-    "received": Received,
-    "accepted": Accepted,
+    "received": Receipt,
+    "accepted": AssistAccepted,
     "declined": Declined,
     "evidence_delivered": EvidenceDelivered,
     "completed": Completed,

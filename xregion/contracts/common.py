@@ -125,6 +125,13 @@ AmountCny = Annotated[
 ]
 
 
+class Receipt(Contract):
+    """Automatic receipt: the addressee's adapter has the event durably stored and handed
+    to its regional system."""
+
+    inbox_reference: ShortText | None = None
+
+
 class IPRightType(StrEnum):
     """Kind of intellectual-property right concerned."""
 

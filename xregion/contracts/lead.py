@@ -22,6 +22,7 @@ from xregion.contracts.common import (
     EvidenceItem,
     IPRightType,
     Reason,
+    Receipt,
     ReferralIdStr,
     RegionCode,
     ShortText,
@@ -50,13 +51,7 @@ class Submitted(Contract):
     forwarded_from: ForwardLink | None = None
 
 
-class Received(Contract):
-    """Automatic receipt: the addressee's adapter has the event durably stored."""
-
-    inbox_reference: ShortText | None = None
-
-
-class Accepted(Contract):
+class LeadAccepted(Contract):
     local_case_number: CaseNumber
     handling_agency: AgencyCode
     note: Text | None = None
@@ -128,8 +123,8 @@ class Withdrawn(Contract):
 
 EVENTS: dict[str, type[Contract]] = {
     "submitted": Submitted,
-    "received": Received,
-    "accepted": Accepted,
+    "received": Receipt,
+    "accepted": LeadAccepted,
     "rejected": Rejected,
     "info_requested": InfoRequested,
     "info_supplied": InfoSupplied,

@@ -21,6 +21,7 @@ from xregion.contracts.common import (
     Entity,
     IPRightType,
     Reason,
+    Receipt,
     Sha256Hex,
     ShortText,
     Text,
@@ -51,10 +52,6 @@ class Published(Contract):
     attachment: AttachmentRef | None = None
 
 
-class Received(Contract):
-    inbox_reference: ShortText | None = None
-
-
 class Recognized(Contract):
     scope: Text = Field(description="What is recognised and for what use.")
     conditions: list[Text] = Field(default_factory=list)
@@ -76,7 +73,7 @@ class RevocationAcknowledged(Contract):
 
 EVENTS: dict[str, type[Contract]] = {
     "published": Published,
-    "received": Received,
+    "received": Receipt,
     "recognized": Recognized,
     "contested": Contested,
     "revoked": Revoked,

@@ -49,6 +49,7 @@ from xregion.errors import (
     MalformedJson,
     OversizedMessage,
     SchemaInvalid,
+    UnsupportedVersion,
     VerificationError,
     XRegionError,
 )
@@ -85,10 +86,26 @@ class Delivery:
     stream_seq: int
     delivery_count: int
     tx: Tx
+    catalog: Catalog
 
     @property
     def payload(self) -> BaseModel:
         return self.event.payload
+
+    def payload_as(self, version: int) -> BaseModel:
+        """The payload as version ``version`` of its event type, upcast from an older one.
+
+        A handler written against v2 calls ``delivery.payload_as(2)`` and gets a v2 model
+        whether the sender still speaks v1 or already v2 (see the README's migration path).
+        """
+        kind = self.event.event_type
+        if kind.version == version:
+            return self.event.payload
+        if kind.version > version:
+            raise UnsupportedVersion(f"{kind.ce_type} cannot be read as v{version}: no downcasting", type=kind.ce_type)
+        target = self.catalog.get(kind.family, kind.event, version)
+        data = self.catalog.upcast(kind, dict(self.event.envelope.data), version)
+        return decode_data(target, data)
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
@@ -238,7 +255,7 @@ class Consumer:
             return "term"
         try:
             async with self.store.transaction() as tx:
-                await self.handler(Delivery(event, stream_seq, delivered, tx))
+                await self.handler(Delivery(event, stream_seq, delivered, tx, self.catalog))
                 await tx.run(lambda db: self._record(db, event, stream_seq, state))
                 await self._receipt(event)
         except Exception as exc:

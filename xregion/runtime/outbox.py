@@ -49,7 +49,8 @@ class Outbox:
 
     def _append(self, db: sqlite3.Connection, unsigned: dict[str, Any]) -> DecodedEvent:
         head = Store.outbox_head(db)
-        link = Store.link_head(db, unsigned["addressee"])
+        version = int(unsigned["type"].rsplit(".v", 1)[1])
+        link = Store.link_head(db, unsigned["addressee"], version)
         decoded = seal(
             unsigned, seq=head.seq + 1, prevhash=head.hash, linkseq=link.seq + 1, linkprev=link.hash,
             signer=self.signer,

@@ -88,7 +88,7 @@ class Relay:
     async def publish(self, row: OutboxRow) -> PubAck:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(Exception),
-            wait=wait_exponential_jitter(initial=0.05, max=self.max_backoff_s),
+            wait=wait_exponential_jitter(multiplier=0.05, max=self.max_backoff_s, jitter=0.2),
             stop=stop_never,
             before_sleep=_log_retry,
             reraise=True,

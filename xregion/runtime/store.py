@@ -204,9 +204,11 @@ class Store:
         return GENESIS if row is None else ChainHead(row[0], row[1])
 
     @staticmethod
-    def link_head(db: sqlite3.Connection, addressee: str) -> ChainHead:
+    def link_head(db: sqlite3.Connection, addressee: str, version: int = 1) -> ChainHead:
+        """Head of this region's link to ``addressee`` on contract version ``version``."""
         row = db.execute(
-            "SELECT link_seq, hash FROM outbox WHERE addressee = ? ORDER BY seq DESC LIMIT 1", (addressee,)
+            "SELECT link_seq, hash FROM outbox WHERE addressee = ? AND subject LIKE ? ORDER BY seq DESC LIMIT 1",
+            (addressee, f"xregion.v{version}.%"),
         ).fetchone()
         return GENESIS if row is None else ChainHead(row[0], row[1])
 

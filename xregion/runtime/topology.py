@@ -121,6 +121,15 @@ async def ensure_stream(js: JetStreamContext, wanted: api.StreamConfig, report: 
         await js.add_stream(wanted)
         report.created.append(f"stream {wanted.name}")
         return
+    have = set(info.config.subjects or [])
+    missing = [s for s in wanted.subjects or [] if s not in have]
+    if missing:
+        # Adding subjects (a new contract version during a migration) deletes nothing and
+        # changes no retention: it is applied; every other difference is only reported.
+        config = info.config
+        config.subjects = sorted(have | set(missing))
+        await js.update_stream(config)
+        report.updated.append(f"stream {wanted.name}: subjects += {', '.join(missing)}")
     diffs = _differences(wanted, info.config, _STREAM_KEYS)
     if not diffs:
         return

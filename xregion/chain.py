@@ -69,25 +69,35 @@ class ChainTracker:
             raise ChainReplay(
                 f"{chain} event {event_id} has sequence {seq}, but chain {chain} is "
                 f"already at {head.seq}: replayed or reordered",
-                chain=chain, origin=chain.split('>')[0], seq=seq, expected=expected, event_id=event_id,
+                chain=chain,
+                origin=chain.split(">")[0],
+                seq=seq,
+                expected=expected,
+                event_id=event_id,
             )
         if seq > expected:
             raise ChainGap(
                 f"{chain} event {event_id} has sequence {seq}, expected {expected}: "
                 f"{seq - expected} event(s) of {chain} missing or reordered",
-                chain=chain, origin=chain.split('>')[0], seq=seq, expected=expected, event_id=event_id,
+                chain=chain,
+                origin=chain.split(">")[0],
+                seq=seq,
+                expected=expected,
+                event_id=event_id,
             )
         if prevhash != head.hash:
             raise ChainFork(
                 f"{chain} event {event_id} (sequence {seq}) links to {prevhash}, but "
                 f"event {head.seq} of {chain} hashes to {head.hash}: history was altered",
-                chain=chain, origin=chain.split('>')[0], seq=seq, expected_prevhash=head.hash, prevhash=prevhash,
+                chain=chain,
+                origin=chain.split(">")[0],
+                seq=seq,
+                expected_prevhash=head.hash,
+                prevhash=prevhash,
                 event_id=event_id,
             )
 
-    def accept(
-        self, event: Mapping[str, Any], chain: str, fields: tuple[str, str] = ORIGIN
-    ) -> ChainHead:
+    def accept(self, event: Mapping[str, Any], chain: str, fields: tuple[str, str] = ORIGIN) -> ChainHead:
         """Check ``event`` (a signed wire dict) against ``chain`` and make it the new head.
 
         ``fields`` names the attributes: :data:`ORIGIN` (``originseq``/``prevhash``) or

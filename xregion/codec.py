@@ -76,9 +76,7 @@ def schema_invalid(what: str, exc: ValidationError, prefix: str, **details: Any)
     return SchemaInvalid(f"{what} is invalid at {fields}: {errors[0]['error']}", errors=errors, **details)
 
 
-def decode_data(
-    event_type: EventType, data: dict[str, Any], registry: RegionRegistry | None = None
-) -> Contract:
+def decode_data(event_type: EventType, data: dict[str, Any], registry: RegionRegistry | None = None) -> Contract:
     """Validate ``data`` against the model of ``event_type``."""
     try:
         return event_type.model.model_validate(data, context={"regions": registry})
@@ -86,9 +84,7 @@ def decode_data(
         raise schema_invalid(f"data of {event_type.ce_type}", exc, "data", type=event_type.ce_type) from None
 
 
-def decode_dict(
-    wire: Any, *, catalog: Catalog = CATALOG, registry: RegionRegistry | None = None
-) -> DecodedEvent:
+def decode_dict(wire: Any, *, catalog: Catalog = CATALOG, registry: RegionRegistry | None = None) -> DecodedEvent:
     """Validate an already-parsed JSON value as an event."""
     if not isinstance(wire, dict):
         raise SchemaInvalid(f"an event is a JSON object, got {type(wire).__name__}", errors=[])
@@ -109,14 +105,13 @@ def decode_dict(
     return DecodedEvent(wire, envelope, event_type, payload)
 
 
-def decode(
-    raw: bytes, *, catalog: Catalog = CATALOG, registry: RegionRegistry | None = None
-) -> DecodedEvent:
+def decode(raw: bytes, *, catalog: Catalog = CATALOG, registry: RegionRegistry | None = None) -> DecodedEvent:
     """Parse and validate wire bytes; raise a :class:`~xregion.errors.ContractError`."""
     if len(raw) > MAX_EVENT_BYTES:
         raise OversizedMessage(
             f"event of {len(raw)} bytes exceeds {MAX_EVENT_BYTES}; send files as attachments",
-            size=len(raw), limit=MAX_EVENT_BYTES,
+            size=len(raw),
+            limit=MAX_EVENT_BYTES,
         )
     try:
         wire = json.loads(raw)
@@ -140,7 +135,8 @@ def check_subject(subject: Subject, event: DecodedEvent) -> None:
     if str(subject) != expected:
         raise SubjectMismatch(
             f"message on {subject} carries an event that belongs on {expected}",
-            subject=str(subject), expected=expected,
+            subject=str(subject),
+            expected=expected,
         )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from xregion.codec import DecodedEvent, schema_invalid, decode_dict
+from xregion.codec import DecodedEvent, decode_dict, schema_invalid
 from xregion.contracts.catalog import CATALOG, Catalog, EventType
 from xregion.contracts.common import Contract
 from xregion.envelope import format_time, source_uri
@@ -19,7 +19,6 @@ from xregion.errors import SchemaInvalid
 from xregion.ids import new_event_id
 from xregion.regions import RegionRegistry
 from xregion.signing import Signer
-
 
 
 def compose(
@@ -46,8 +45,7 @@ def compose(
             raise schema_invalid(f"data of {event_type.ce_type}", exc, "data") from None
     elif not isinstance(payload, event_type.model):
         raise SchemaInvalid(
-            f"{event_type.ce_type} carries {event_type.model.__name__}, "
-            f"not {type(payload).__name__}",
+            f"{event_type.ce_type} carries {event_type.model.__name__}, not {type(payload).__name__}",
             errors=[{"field": "data", "error": "wrong payload model"}],
         )
     event: dict[str, Any] = {

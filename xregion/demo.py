@@ -15,12 +15,11 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from xregion.adapter import Adapter, Delivery
+from xregion.adapter import Adapter, Delivery, RegionClient
 from xregion.config import BusConfig, load_config
 from xregion.examples import EVIDENCE_PHOTOS, EVIDENCE_PURCHASE, PAYLOADS
 from xregion.keys import init_keys, load_signer
@@ -42,10 +41,12 @@ class Scenario:
     referrals: list[tuple[str, str, str]] = field(default_factory=list)  # (title, origin, referral id)
     inbound: dict[str, list[str]] = field(default_factory=dict)
 
-    def client(self, region: str) -> Any:
+    def client(self, region: str) -> RegionClient:
         return self.adapters[region].client
 
-    async def until(self, region: str, referral_id: str, check: Callable[[ReferralState], bool], what: str) -> ReferralState:
+    async def until(
+        self, region: str, referral_id: str, check: Callable[[ReferralState], bool], what: str
+    ) -> ReferralState:
         """Wait (bounded) until ``region``'s view of the referral satisfies ``check``."""
         deadline = time.monotonic() + STEP_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -91,7 +92,9 @@ async def lead_forwarded(sc: Scenario) -> None:
     sc.referrals.append(("线索转送 HE→BJ", "HE", new_id))
     await sc.state("TJ", rid, "forwarded")
     await sc.state("BJ", new_id, "received")
-    await sc.client("BJ").send(new_id, "lead.accepted", dict(PAYLOADS["lead.accepted"], local_case_number="京市监立〔2026〕3301号"))
+    await sc.client("BJ").send(
+        new_id, "lead.accepted", dict(PAYLOADS["lead.accepted"], local_case_number="京市监立〔2026〕3301号")
+    )
     await sc.state("HE", new_id, "accepted")
     sc.note("lead TJ→HE forwarded by HE to BJ as a linked referral, accepted by BJ")
 
@@ -111,7 +114,10 @@ async def joint_investigation(sc: Scenario, workdir: Path) -> None:
     got = await sc.client("BJ").download(ref, workdir / "evidence" / ref.filename)
     await sc.client("HE").send(rid, "assist.completed", PAYLOADS["assist.completed"])
     await sc.state("BJ", rid, "completed")
-    sc.note(f"joint investigation BJ→HE: two evidence deliveries, a {ref.size:,}-byte attachment verified by digest ({got.name})")
+    sc.note(
+        f"joint investigation BJ→HE: two evidence deliveries, a {ref.size:,}-byte attachment "
+        f"verified by digest ({got.name})"
+    )
 
 
 async def recognition(sc: Scenario) -> None:
@@ -156,13 +162,19 @@ async def print_report(sc: Scenario) -> None:
         table.add_column("from → to")
         table.add_column("state after")
         for i, entry in enumerate(await client.history(rid), 1):
-            table.add_row(str(i), entry.time[11:23], entry.event_type, f"{entry.sender} → {entry.addressee}", entry.state_after)
+            table.add_row(
+                str(i), entry.time[11:23], entry.event_type, f"{entry.sender} → {entry.addressee}", entry.state_after
+            )
         sc.console.print(table)
         sc.console.print(f"  final state: [bold]{state.state}[/bold]" + (f"  ({tracks})" if tracks else "") + "\n")
 
 
-async def run_demo(nats_url: str | None = None, workdir: Path | None = None, console: Console | None = None,
-                   config: BusConfig | None = None) -> Scenario:
+async def run_demo(
+    nats_url: str | None = None,
+    workdir: Path | None = None,
+    console: Console | None = None,
+    config: BusConfig | None = None,
+) -> Scenario:
     console = console or Console()
     config = config or load_config()
     started = time.monotonic()
@@ -173,15 +185,24 @@ async def run_demo(nats_url: str | None = None, workdir: Path | None = None, con
             server = EmbeddedServer(ServerConfig(store_dir=root / "nats", port=free_port())).start()
             stack.callback(server.stop)
             nats_url = server.url
-            console.print(f"[bold]embedded nats-server[/bold] {server.url}, JetStream store {root / 'nats'} (sync_interval: always)")
+            console.print(
+                f"[bold]embedded nats-server[/bold] {server.url}, "
+                f"JetStream store {root / 'nats'} (sync_interval: always)"
+            )
         regions = list(config.regions.codes)
         roster = init_keys(root / "keys", [*regions, "COORD"])
         adapters: dict[str, Adapter] = {}
         sc = Scenario(adapters, console)
         for region in regions:
             adapter = Adapter(
-                region, signer=load_signer(root / "keys", region), roster=roster, nats_url=nats_url,
-                store_path=root / f"{region}.db", config=config, settings=settings, handler=recorder(sc, region),
+                region,
+                signer=load_signer(root / "keys", region),
+                roster=roster,
+                nats_url=nats_url,
+                store_path=root / f"{region}.db",
+                config=config,
+                settings=settings,
+                handler=recorder(sc, region),
             )
             await adapter.start()
             stack.push_async_callback(adapter.stop)
@@ -197,6 +218,8 @@ async def run_demo(nats_url: str | None = None, workdir: Path | None = None, con
         console.print()
         await print_report(sc)
         events = sum(len(v) for v in sc.inbound.values())
-        console.print(f"[bold green]demo complete[/bold green]: {len(sc.referrals)} referrals, "
-                      f"{events} events delivered, {time.monotonic() - started:.1f}s")
+        console.print(
+            f"[bold green]demo complete[/bold green]: {len(sc.referrals)} referrals, "
+            f"{events} events delivered, {time.monotonic() - started:.1f}s"
+        )
     return sc

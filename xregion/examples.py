@@ -66,8 +66,7 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     # --- lead ---------------------------------------------------------------------------
     "lead.submitted": {
         "title": "“某某”牌运动鞋假冒注册商标线索",
-        "summary": "北京市场巡查发现一批假冒“某某”注册商标的运动鞋，"
-        "物流单据显示货源为天津某物流园仓库，约两千双。",
+        "summary": "北京市场巡查发现一批假冒“某某”注册商标的运动鞋，物流单据显示货源为天津某物流园仓库，约两千双。",
         "ip_right": "trademark",
         "right_holder": "某某（中国）体育用品有限公司",
         "suspects": [SUSPECT_COMPANY, SUSPECT_PERSON],
@@ -113,10 +112,17 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "operation_id": "JJJ-OP-2026-007",
     },
     "assist.received": {"inbox_reference": "HE-IN-2026-11-0143"},
-    "assist.accepted": {"handling_agency": "amr", "local_case_number": "冀市监协〔2026〕55号", "planned_date": "2026-12-01"},
+    "assist.accepted": {
+        "handling_agency": "amr",
+        "local_case_number": "冀市监协〔2026〕55号",
+        "planned_date": "2026-12-01",
+    },
     "assist.declined": {"reason": "该网店经营者住所地不在本省"},
     "assist.evidence_delivered": {"items": [EVIDENCE_PURCHASE], "note": "测试购买已完成"},
-    "assist.completed": {"summary": "测试购买与登记核查均已完成，证据已移交", "tasks_done": ["test_purchase", "registration_check"]},
+    "assist.completed": {
+        "summary": "测试购买与登记核查均已完成，证据已移交",
+        "tasks_done": ["test_purchase", "registration_check"],
+    },
     "assist.cancelled": {"reason": "案件已由权利人提起诉讼，无需继续协查"},
     # --- recognition --------------------------------------------------------------------
     "recognition.published": {
@@ -134,7 +140,11 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     "recognition.received": {},
     "recognition.recognized": {"scope": "在本市同类案件中作为认定侵权的依据", "conditions": ["以权利人商标有效为前提"]},
     "recognition.contested": {"reason": "当事人已申请行政复议，复议决定作出前暂不互认"},
-    "recognition.revoked": {"reason": "行政复议决定撤销原处罚决定", "revoked_on": "2026-11-22", "revoking_document_number": "京政复〔2026〕77号"},
+    "recognition.revoked": {
+        "reason": "行政复议决定撤销原处罚决定",
+        "revoked_on": "2026-11-22",
+        "revoking_document_number": "京政复〔2026〕77号",
+    },
     "recognition.revocation_acknowledged": {"note": "已停止援引该决定"},
     # --- share --------------------------------------------------------------------------
     "share.blacklist_upserted": {

@@ -41,14 +41,17 @@ class Redactor:
         return event_dict
 
 
-def configure_logging(fmt: str = "auto", level: int = logging.INFO, stream: Any = None,
-                      sensitive: Iterable[str] = DEFAULT_SENSITIVE) -> None:
+def configure_logging(
+    fmt: str = "auto", level: int = logging.INFO, stream: Any = None, sensitive: Iterable[str] = DEFAULT_SENSITIVE
+) -> None:
     """``fmt``: ``json``, ``console`` or ``auto`` (console on a terminal, JSON otherwise)."""
     out = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if out.isatty() else "json"
     renderer: Any = (
-        structlog.processors.JSONRenderer(ensure_ascii=False) if fmt == "json" else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     structlog.configure(
         processors=[

@@ -45,9 +45,7 @@ class Region:
             raise ConfigError(f"region {self.code} lists no agencies")
         for agency in self.agencies:
             if not AGENCY_CODE.match(agency):
-                raise ConfigError(
-                    f"agency code {agency!r} of region {self.code} must match {AGENCY_CODE.pattern}"
-                )
+                raise ConfigError(f"agency code {agency!r} of region {self.code} must match {AGENCY_CODE.pattern}")
         object.__setattr__(self, "agencies", MappingProxyType(dict(self.agencies)))
 
 
@@ -80,9 +78,7 @@ class RegionRegistry:
         try:
             return self._regions[code]
         except KeyError:
-            raise UnknownParty(
-                f"unknown region {code!r}; known: {', '.join(self._regions)}", party=code
-            ) from None
+            raise UnknownParty(f"unknown region {code!r}; known: {', '.join(self._regions)}", party=code) from None
 
     def check_region(self, code: str) -> str:
         """Return ``code`` if it names a configured region, else raise :class:`UnknownParty`."""
@@ -100,8 +96,7 @@ class RegionRegistry:
         region = self.get(code)
         if agency not in region.agencies:
             raise UnknownParty(
-                f"agency {agency!r} is not configured for region {code}; "
-                f"known: {', '.join(region.agencies)}",
+                f"agency {agency!r} is not configured for region {code}; known: {', '.join(region.agencies)}",
                 party=code,
                 agency=agency,
             )

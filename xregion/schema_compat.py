@@ -113,9 +113,7 @@ class Incompatibility:
         return f"{self.label}: {self.message}"
 
 
-def breaking_changes(
-    old: Schema, new: Schema, path: str = "", *, file: str = ""
-) -> list[Incompatibility]:
+def breaking_changes(old: Schema, new: Schema, path: str = "", *, file: str = "") -> list[Incompatibility]:
     """Every change from ``old`` to ``new`` that breaks a consumer of ``old``.
 
     ``path`` prefixes the reported field paths (e.g. ``"data"``); ``file`` names the schema
@@ -142,13 +140,9 @@ def compare_documents(
         if name not in new:
             if name.startswith("data/"):
                 event = name.removeprefix("data/").removesuffix(".json")
-                found.append(
-                    Incompatibility(name, "", "event_removed", f"event type {event!r} was removed")
-                )
+                found.append(Incompatibility(name, "", "event_removed", f"event type {event!r} was removed"))
             else:
-                found.append(
-                    Incompatibility(name, "", "file_removed", f"schema {name} was removed")
-                )
+                found.append(Incompatibility(name, "", "file_removed", f"schema {name} was removed"))
             continue
         found.extend(breaking_changes(old[name], new[name], file=name))
     return found
@@ -266,11 +260,7 @@ class _Walker:
                     }
                     found: list[tuple[Schema, tuple[str, ...]]] = []
                     for alternative in alternatives:
-                        merged = (
-                            {**alternative, **rest}
-                            if rest and isinstance(alternative, Mapping)
-                            else alternative
-                        )
+                        merged = {**alternative, **rest} if rest and isinstance(alternative, Mapping) else alternative
                         found.extend(self.branches(merged, root))
                     return found
         if node is False:
@@ -291,10 +281,7 @@ class _Walker:
         values = _Walker.values(node)
         if values is not None:
             from_values = frozenset(_json_type(json.loads(v)) for v in values)
-            if result is None:
-                result = from_values
-            else:
-                result = frozenset(t for t in from_values if _covers(result, t))
+            result = from_values if result is None else frozenset(t for t in from_values if _covers(result, t))
         return result
 
     @staticmethod
@@ -312,9 +299,7 @@ class _Walker:
 
     # --- comparison ---------------------------------------------------------------------
 
-    def compare(
-        self, old: Schema, new: Schema, path: str, seen: frozenset[tuple[str, str]]
-    ) -> None:
+    def compare(self, old: Schema, new: Schema, path: str, seen: frozenset[tuple[str, str]]) -> None:
         """Report what ``new`` rejects of what ``old`` accepted, at ``path``."""
         old_branches = self.branches(old, self.old_root)
         new_branches = self.branches(new, self.new_root)
@@ -337,9 +322,7 @@ class _Walker:
         else:
             removed_types = frozenset(t for t in old_types if not _covers(new_types, t))
             if "null" in removed_types:
-                self.report(
-                    path, "nullable_removed", f"field {_show(path)!r} is no longer nullable"
-                )
+                self.report(path, "nullable_removed", f"field {_show(path)!r} is no longer nullable")
             narrowed = removed_types - {"null"}
             if narrowed:
                 self.report(
@@ -355,9 +338,7 @@ class _Walker:
         names = [self._key(node, refs) for node, refs in old_values]
         for i, (branch, refs) in enumerate(old_values):
             siblings = frozenset(n for j, n in enumerate(names) if j != i and n)
-            self._compare_branch(
-                branch, refs, new_values, self.types(branch), removed_types, path, seen, siblings
-            )
+            self._compare_branch(branch, refs, new_values, self.types(branch), removed_types, path, seen, siblings)
 
     def _union_types(self, branches: list[tuple[Schema, tuple[str, ...]]]) -> frozenset[str] | None:
         union: set[str] = set()
@@ -389,9 +370,7 @@ class _Walker:
         matching = [
             (node, refs)
             for node, refs in candidates
-            if old_types is None
-            or self.types(node) is None
-            or any(_covers(self.types(node), t) for t in old_types)
+            if old_types is None or self.types(node) is None or any(_covers(self.types(node), t) for t in old_types)
         ]
         if len(matching) > 1 or siblings:
             # fine if some new alternative accepts everything this one accepted
@@ -461,18 +440,14 @@ class _Walker:
             new = {} if new is True else {"not": {}}
 
         if "$ref" in new and old.get("$ref") != new["$ref"]:  # remote or circular: opaque
-            self.report(
-                path, "ref_changed", f"field {_show(path)!r}: $ref changed to {new['$ref']}"
-            )
+            self.report(path, "ref_changed", f"field {_show(path)!r}: $ref changed to {new['$ref']}")
         self._values(old, new, path)
         self._strings(old, new, path)
         self._numbers(old, new, path)
         for low, high, what in COUNT_BOUNDS:
             self._bounds(old, new, path, low, high, what)
         if new.get("uniqueItems") is True and old.get("uniqueItems") is not True:
-            self.report(
-                path, "unique_items_added", f"field {_show(path)!r} now requires unique items"
-            )
+            self.report(path, "unique_items_added", f"field {_show(path)!r} now requires unique items")
         self._objects(old, new, path, seen)
         self._items(old, new, path, seen)
         self._other_keywords(old, new, path)
@@ -494,14 +469,11 @@ class _Walker:
             self.report(
                 path,
                 "const_changed",
-                f"field {_show(path)!r}: const changed from {_canon(old['const'])} "
-                f"to {_canon(new['const'])}",
+                f"field {_show(path)!r}: const changed from {_canon(old['const'])} to {_canon(new['const'])}",
             )
             return
         for value in sorted(removed):
-            self.report(
-                path, "enum_value_removed", f"field {_show(path)!r}: enum value {value} was removed"
-            )
+            self.report(path, "enum_value_removed", f"field {_show(path)!r}: enum value {value} was removed")
 
     def _strings(self, old: Mapping[str, Any], new: Mapping[str, Any], path: str) -> None:
         for keyword, kind in (("pattern", "pattern_changed"), ("format", "format_changed")):
@@ -588,9 +560,7 @@ class _Walker:
         new_step = new.get("multipleOf")
         if isinstance(new_step, int | float) and new_step > 0:
             old_step = old.get("multipleOf")
-            ratio = (
-                old_step / new_step if isinstance(old_step, int | float) and old_step > 0 else None
-            )
+            ratio = old_step / new_step if isinstance(old_step, int | float) and old_step > 0 else None
             if ratio is None or not math.isclose(ratio, round(ratio)) or round(ratio) < 1:
                 self.report(
                     path,

@@ -178,9 +178,7 @@ class KeyRoster:
 
     def revoke(self, key_id: str, at: datetime) -> None:
         key = self.get(key_id)
-        self.add(
-            RosterKey(key.key_id, key.party, key.public_key, key.valid_from, key.valid_until, at)
-        )
+        self.add(RosterKey(key.key_id, key.party, key.public_key, key.valid_from, key.valid_until, at))
 
     def verify(self, event: Mapping[str, Any], sender: str, at: datetime) -> RosterKey:
         """Check ``event``'s signature; ``sender`` and ``at`` come from its parsed envelope.
@@ -193,13 +191,9 @@ class KeyRoster:
             raise UnknownKey("event carries no keyid", keyid=None)
         key = self.get(key_id)
         if key.party != sender:
-            raise KeyNotValid(
-                f"key {key_id} belongs to {key.party}, not to the sender {sender}", keyid=key_id
-            )
+            raise KeyNotValid(f"key {key_id} belongs to {key.party}, not to the sender {sender}", keyid=key_id)
         if key.revoked_at is not None and at >= key.revoked_at:
-            raise KeyRevoked(
-                f"key {key_id} was revoked at {key.revoked_at.isoformat()}", keyid=key_id
-            )
+            raise KeyRevoked(f"key {key_id} was revoked at {key.revoked_at.isoformat()}", keyid=key_id)
         if at < key.valid_from or (key.valid_until is not None and at >= key.valid_until):
             raise KeyNotValid(f"key {key_id} was not valid at {at.isoformat()}", keyid=key_id)
         raw = event.get(SIGNATURE)
@@ -207,9 +201,7 @@ class KeyRoster:
             signature = base64.b64decode(raw if isinstance(raw, str) else "", validate=True)
             self._verifiers[key_id].verify(signing_input(event), signature)
         except (BadSignatureError, binascii.Error, ValueError):
-            raise BadSignature(
-                f"signature does not verify with key {key_id}", keyid=key_id
-            ) from None
+            raise BadSignature(f"signature does not verify with key {key_id}", keyid=key_id) from None
         return key
 
     # --- files --------------------------------------------------------------------------

@@ -57,9 +57,7 @@ class Subject:
 
 def _check(pattern: re.Pattern[str], value: str, token: str) -> None:
     if not isinstance(value, str) or not pattern.match(value):
-        raise SubjectError(
-            f"subject token {token}={value!r} does not match {pattern.pattern}", token=token
-        )
+        raise SubjectError(f"subject token {token}={value!r} does not match {pattern.pattern}", token=token)
 
 
 def build(family: str, event: str, sender: str, to: str, version: str = CURRENT_VERSION) -> str:

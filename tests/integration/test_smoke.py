@@ -11,7 +11,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_lead_reaches_tj_and_receipt_returns(bus: Bus) -> None:
-    bj, tj = await bus.start("BJ", "TJ")
+    bj, _tj = await bus.start("BJ", "TJ")
     sent = await bj.client.open("lead.submitted", to="TJ", data=PAYLOADS["lead.submitted"])
     rid = sent.envelope.subject
     await bus.state("BJ", rid, "received")

@@ -35,12 +35,14 @@ DESCRIPTION = (
 def envelope_model(event_type: EventType) -> type[Envelope]:
     """The envelope of ``event_type`` with ``data`` typed, for documentation."""
     name = "".join(p.title() for p in f"{event_type.family}_{event_type.event}".split("_"))
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    summary = (event_type.model.__doc__ or event_type.name).strip().splitlines()[0]
+    model: type[Envelope] = create_model(
         f"{name}EventV{event_type.version}",
         __base__=Envelope,
-        __doc__=f"{event_type.ce_type}: {(event_type.model.__doc__ or '').strip().splitlines()[0] if event_type.model.__doc__ else event_type.name}",
+        __doc__=f"{event_type.ce_type}: {summary}",
         data=(event_type.model, ...),
     )
+    return model
 
 
 def declare_channels(broker: NatsBroker, catalog: Catalog = CATALOG, settings: RuntimeSettings | None = None) -> None:
@@ -61,9 +63,15 @@ def document(catalog: Catalog = CATALOG, server: str = "nats://127.0.0.1:4222") 
     """The AsyncAPI document as JSON-able data (deterministic)."""
     broker = NatsBroker(server)
     declare_channels(broker, catalog)
-    spec = AsyncAPI(broker, title="xregion", version=f"v1 (xregion {xregion.__version__})",
-                    description=DESCRIPTION, schema_version="3.0.0")
-    return json.loads(json.dumps(spec.to_specification().to_jsonable(), sort_keys=True))
+    spec = AsyncAPI(
+        broker,
+        title="xregion",
+        version=f"v1 (xregion {xregion.__version__})",
+        description=DESCRIPTION,
+        schema_version="3.0.0",
+    )
+    doc: dict[str, Any] = json.loads(json.dumps(spec.to_specification().to_jsonable(), sort_keys=True))
+    return doc
 
 
 def render(doc: dict[str, Any]) -> str:

@@ -82,9 +82,17 @@ class RegionClient:
         if LIFECYCLES[family].role_of(event) is not Role.ORIGIN or event not in LIFECYCLES[family].openings:
             raise ContractError(f"{event_type} does not open a referral; use send()", type=event_type)
         return await self._submit(
-            event_type, data, to=to, referral_id=referral_id or new_referral_id(self.region),
-            agency=agency, handling=handling, handling_note=handling_note, answer_by=answer_by,
-            correlation_id=correlation_id, causation_id=None, version=version,
+            event_type,
+            data,
+            to=to,
+            referral_id=referral_id or new_referral_id(self.region),
+            agency=agency,
+            handling=handling,
+            handling_note=handling_note,
+            answer_by=answer_by,
+            correlation_id=correlation_id,
+            causation_id=None,
+            version=version,
         )
 
     async def send(
@@ -107,22 +115,51 @@ class RegionClient:
             raise UnknownReferral(f"referral {referral_id} is unknown to {self.region}", referral_id=referral_id)
         to = state.addressee if state.origin == self.region else state.origin
         return await self._submit(
-            event_type, data, to=to, referral_id=referral_id, agency=agency, handling=handling,
-            handling_note=handling_note, answer_by=answer_by, correlation_id=None,
-            causation_id=causation_id or state.last_event_id, version=version,
+            event_type,
+            data,
+            to=to,
+            referral_id=referral_id,
+            agency=agency,
+            handling=handling,
+            handling_note=handling_note,
+            answer_by=answer_by,
+            correlation_id=None,
+            causation_id=causation_id or state.last_event_id,
+            version=version,
         )
 
-    async def _submit(self, event_type: str, data: Contract | dict[str, Any], *, to: str, referral_id: str,
-                      agency: str | None, handling: str, handling_note: str | None, answer_by: date | None,
-                      correlation_id: str | None, causation_id: str | None, version: int) -> DecodedEvent:
+    async def _submit(
+        self,
+        event_type: str,
+        data: Contract | dict[str, Any],
+        *,
+        to: str,
+        referral_id: str,
+        agency: str | None,
+        handling: str,
+        handling_note: str | None,
+        answer_by: date | None,
+        correlation_id: str | None,
+        causation_id: str | None,
+        version: int,
+    ) -> DecodedEvent:
         family, event = event_type.split(".", 1)
         kind = self._catalog.get(family, event, version)
         now = datetime.now(UTC)
         due = answer_by or self._deadlines.default_answer_by(event_type, now.date())
         unsigned = compose(
-            kind, data, sender=self.region, agency=agency or self.agency, to=to,
-            referral_id=referral_id, correlation_id=correlation_id, causation_id=causation_id,
-            handling=handling, handling_note=handling_note, answer_by=due, time=now,
+            kind,
+            data,
+            sender=self.region,
+            agency=agency or self.agency,
+            to=to,
+            referral_id=referral_id,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            handling=handling,
+            handling_note=handling_note,
+            answer_by=due,
+            time=now,
         )
         return await self._outbox.submit(unsigned)
 
@@ -145,11 +182,15 @@ class RegionClient:
         new_id = new_referral_id(self.region)
         async with self._store.transaction():
             forwarded = await self.send(
-                referral_id, "lead.forwarded",
+                referral_id,
+                "lead.forwarded",
                 {"to_region": to_region, "new_referral_id": new_id, "reason": reason},
             )
             opened = await self.open(
-                "lead.submitted", to=to_region, data=data, referral_id=new_id,
+                "lead.submitted",
+                to=to_region,
+                data=data,
+                referral_id=new_id,
                 correlation_id=original.get("correlationid", referral_id),
             )
         return forwarded, opened
@@ -205,7 +246,7 @@ class RegionClient:
         obs = await js.object_store(self._object_store)
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
-            await obs.get(ref.object_name, writeinto=tmp)
+            await obs.get(ref.object_name, writeinto=tmp.file)  # type: ignore[arg-type]
             tmp_path = Path(tmp.name)
         digest, size = hashlib.sha256(), 0
         with tmp_path.open("rb") as fh:
@@ -216,7 +257,8 @@ class RegionClient:
             tmp_path.unlink(missing_ok=True)
             raise AttachmentMismatch(
                 f"attachment {ref.object_name}: got {size} bytes sha256 {digest.hexdigest()}, "
-                f"expected {ref.size} bytes sha256 {ref.sha256}", object_name=ref.object_name,
+                f"expected {ref.size} bytes sha256 {ref.sha256}",
+                object_name=ref.object_name,
             )
         tmp_path.replace(dest)
         return dest

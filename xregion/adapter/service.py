@@ -103,11 +103,17 @@ class Adapter:
         self.store = Store(store_path)
         self.relay: Relay | None = None
         self.consumer: Consumer | None = None
-        self.outbox = Outbox(self.store, signer, catalog=catalog, registry=self.config.regions,
-                             on_commit=self._wake_relay)
+        self.outbox = Outbox(
+            self.store, signer, catalog=catalog, registry=self.config.regions, on_commit=self._wake_relay
+        )
         self.client = RegionClient(
-            region=self.region, agency=self.agency, outbox=self.outbox, store=self.store,
-            catalog=catalog, deadlines=self.config.deadlines, object_store=self.settings.object_store,
+            region=self.region,
+            agency=self.agency,
+            outbox=self.outbox,
+            store=self.store,
+            catalog=catalog,
+            deadlines=self.config.deadlines,
+            object_store=self.settings.object_store,
         )
         self.topology: TopologyReport | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -138,17 +144,21 @@ class Adapter:
 
     async def _run_parts(self) -> None:
         js = self.broker.connection.jetstream()
-        self.topology = await ensure_topology(
-            js, self.settings, (self.region,), versions=self.versions
-        )
+        self.topology = await ensure_topology(js, self.settings, (self.region,), versions=self.versions)
         for drift in self.topology.drift:
             log.warning("stream settings differ from xregion defaults; left unchanged", region=self.region, drift=drift)
         self.client._js = js
         self.relay = Relay(self.store, js, self.settings.stream)
         self.consumer = Consumer(
-            region=self.region, js=js, store=self.store, roster=self.roster,
-            registry=self.config.regions, catalog=self.catalog, settings=self.settings,
-            handler=self.handler, submit=self._answer,
+            region=self.region,
+            js=js,
+            store=self.store,
+            roster=self.roster,
+            registry=self.config.regions,
+            catalog=self.catalog,
+            settings=self.settings,
+            handler=self.handler,
+            submit=self._answer,
         )
         self._tasks = [
             asyncio.create_task(self._supervise("relay", self.relay.run)),
@@ -164,8 +174,13 @@ class Adapter:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.error("adapter part crashed; restarting", part=name, region=self.region,
-                          error=type(exc).__name__, detail=str(exc)[:300])
+                log.error(
+                    "adapter part crashed; restarting",
+                    part=name,
+                    region=self.region,
+                    error=type(exc).__name__,
+                    detail=str(exc)[:300],
+                )
                 await asyncio.sleep(1.0)
 
     async def _answer(self, referral_id: str, event_type: str, data: dict[str, Any], causation_id: str) -> Any:

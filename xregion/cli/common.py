@@ -8,9 +8,10 @@ import typer
 
 NatsUrl = Annotated[
     str | None,
-    typer.Option("--nats-url", envvar="XREGION_NATS_URL",
-                 help="External NATS server or cluster (comma-separated). Unset: the embedded server."),
+    typer.Option(
+        "--nats-url",
+        envvar="XREGION_NATS_URL",
+        help="External NATS server or cluster (comma-separated). Unset: the embedded server.",
+    ),
 ]
-LogFormat = Annotated[
-    str, typer.Option("--log-format", envvar="XREGION_LOG_FORMAT", help="auto | json | console")
-]
+LogFormat = Annotated[str, typer.Option("--log-format", envvar="XREGION_LOG_FORMAT", help="auto | json | console")]

@@ -48,7 +48,10 @@ def broker(
     data_dir: Annotated[Path, typer.Option(help="JetStream store directory.")] = Path(".xregion/nats"),
     port: Annotated[int, typer.Option(help="Client port.")] = 4222,
     host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
-    no_sync_always: Annotated[bool, typer.Option("--no-sync-always", help="fsync every 2 min instead of every write (faster, not evidence-grade).")] = False,
+    no_sync_always: Annotated[
+        bool,
+        typer.Option("--no-sync-always", help="fsync every 2 min instead of every write (faster, not evidence-grade)."),
+    ] = False,
 ) -> None:
     """Run the embedded nats-server with JetStream and the project's configuration until Ctrl-C."""
     from xregion.runtime.server import EmbeddedServer, ServerConfig
@@ -72,7 +75,9 @@ def broker(
 
 @keys_app.command("init")
 def keys_init(
-    keys_dir: Annotated[Path, typer.Option(help="Where to write roster.json and private/<party>.key.")] = Path(".xregion/keys"),
+    keys_dir: Annotated[Path, typer.Option(help="Where to write roster.json and private/<party>.key.")] = Path(
+        ".xregion/keys"
+    ),
 ) -> None:
     """Generate throw-away development keys for every configured region and the coordinator."""
     from xregion.keys import init_keys
@@ -108,7 +113,11 @@ def adapter_run(
     if nats_url is None:
         console.print("[red]--nats-url (or XREGION_NATS_URL) is required; `xregion broker` runs a local server[/red]")
         raise typer.Exit(2)
-    kwargs: dict[str, Any] = {"nats_url": nats_url, "store_path": store or Path(f".xregion/{region}.db"), "agency": agency}
+    kwargs: dict[str, Any] = {
+        "nats_url": nats_url,
+        "store_path": store or Path(f".xregion/{region}.db"),
+        "agency": agency,
+    }
     if handler:
         kwargs["handler"] = load_handler(handler)
     try:

@@ -13,21 +13,16 @@ from typing import Annotated
 
 import typer
 
-from xregion.adapter import asyncapi
-
 from xregion import schema_export
+from xregion.adapter import asyncapi
 from xregion.contracts.catalog import CATALOG
 from xregion.schema_compat import Incompatibility, compare_documents
 
 VERSION = 1
 
-app = typer.Typer(
-    help="Generate and check the committed JSON Schemas (schemas/v1/).", no_args_is_help=True
-)
+app = typer.Typer(help="Generate and check the committed JSON Schemas (schemas/v1/).", no_args_is_help=True)
 
-RootOption = Annotated[
-    Path, typer.Option("--root", help="Directory holding v1/ (relative to the current directory).")
-]
+RootOption = Annotated[Path, typer.Option("--root", help="Directory holding v1/ (relative to the current directory).")]
 
 
 def _breaking(root: Path, *, force: bool = False) -> list[Incompatibility]:
@@ -62,9 +57,7 @@ def _echo_breaking(found: list[Incompatibility], indent: str = "  ") -> None:
 @app.command()
 def export(
     root: RootOption = Path("schemas"),
-    force: Annotated[
-        bool, typer.Option("--force", help="Overwrite even when the change breaks v1 consumers.")
-    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite even when the change breaks v1 consumers.")] = False,
 ) -> None:
     """Write the envelope schema, one schema per event's data, and index.json under ROOT/v1/."""
     breaking = _breaking(root, force=force)

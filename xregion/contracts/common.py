@@ -110,9 +110,7 @@ CaseNumber = Annotated[
 
 UnifiedSocialCreditCode = Annotated[
     str,
-    StringConstraints(
-        min_length=18, max_length=18, pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$"
-    ),
+    StringConstraints(min_length=18, max_length=18, pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$"),
     AfterValidator(validate_uscc),
     Field(description="统一社会信用代码, GB 32100-2015; the check character (18th) must be valid."),
 ]
@@ -235,5 +233,3 @@ class EvidenceItem(Contract):
         if self.chain_of_custody[0].at < self.collected_at:
             raise ValueError("chain_of_custody starts before collected_at")
         return self
-
-

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from xregion.lifecycle.machine import Lifecycle, ReferralState, Role, Step, t
 
-O, A = Role.ORIGIN, Role.ADDRESSEE
+ORIG, ADDR = Role.ORIGIN, Role.ADDRESSEE
 
 
 def _third_region(state: ReferralState, step: Step) -> str | None:
@@ -26,15 +26,15 @@ LEAD = Lifecycle(
     family="lead",
     openings={"submitted": "submitted"},
     transitions=(
-        t("received", A, "submitted", "received"),
-        t("accepted", A, {"received", "info_supplied"}, "accepted"),
-        t("rejected", A, {"received", "info_supplied"}, "rejected"),
-        t("info_requested", A, {"received", "info_supplied"}, "info_requested"),
-        t("info_supplied", O, "info_requested", "info_supplied"),
-        t("forwarded", A, {"received", "info_supplied"}, "forwarded", guard=_third_region),
-        t("progress", A, {"accepted", "in_progress"}, "in_progress"),
-        t("concluded", A, {"accepted", "in_progress"}, "concluded"),
-        t("withdrawn", O, LEAD_OPEN, "withdrawn"),
+        t("received", ADDR, "submitted", "received"),
+        t("accepted", ADDR, {"received", "info_supplied"}, "accepted"),
+        t("rejected", ADDR, {"received", "info_supplied"}, "rejected"),
+        t("info_requested", ADDR, {"received", "info_supplied"}, "info_requested"),
+        t("info_supplied", ORIG, "info_requested", "info_supplied"),
+        t("forwarded", ADDR, {"received", "info_supplied"}, "forwarded", guard=_third_region),
+        t("progress", ADDR, {"accepted", "in_progress"}, "in_progress"),
+        t("concluded", ADDR, {"accepted", "in_progress"}, "concluded"),
+        t("withdrawn", ORIG, LEAD_OPEN, "withdrawn"),
     ),
     terminal=frozenset({"rejected", "forwarded", "concluded", "withdrawn"}),
 )
@@ -43,12 +43,12 @@ ASSIST = Lifecycle(
     family="assist",
     openings={"requested": "requested"},
     transitions=(
-        t("received", A, "requested", "received"),
-        t("accepted", A, "received", "accepted"),
-        t("declined", A, "received", "declined"),
-        t("evidence_delivered", A, {"accepted", "evidence_delivered"}, "evidence_delivered"),
-        t("completed", A, {"accepted", "evidence_delivered"}, "completed"),
-        t("cancelled", O, {"requested", "received", "accepted", "evidence_delivered"}, "cancelled"),
+        t("received", ADDR, "requested", "received"),
+        t("accepted", ADDR, "received", "accepted"),
+        t("declined", ADDR, "received", "declined"),
+        t("evidence_delivered", ADDR, {"accepted", "evidence_delivered"}, "evidence_delivered"),
+        t("completed", ADDR, {"accepted", "evidence_delivered"}, "completed"),
+        t("cancelled", ORIG, {"requested", "received", "accepted", "evidence_delivered"}, "cancelled"),
     ),
     terminal=frozenset({"declined", "completed", "cancelled"}),
 )
@@ -57,13 +57,16 @@ RECOGNITION = Lifecycle(
     family="recognition",
     openings={"published": "published"},
     transitions=(
-        t("received", A, "pending", "received", when={"published", "revoked"}),
-        t("recognized", A, "received", "recognized", when={"published"}),
-        t("contested", A, "received", "contested", when={"published"}),
-        t("revoked", O, "published", "revoked"),
+        t("received", ADDR, "pending", "received", when={"published", "revoked"}),
+        t("recognized", ADDR, "received", "recognized", when={"published"}),
+        t("contested", ADDR, "received", "contested", when={"published"}),
+        t("revoked", ORIG, "published", "revoked"),
         t(
-            "revocation_acknowledged", A, {"pending", "received", "recognized", "contested"},
-            "revocation_acknowledged", when={"revoked"},
+            "revocation_acknowledged",
+            ADDR,
+            {"pending", "received", "recognized", "contested"},
+            "revocation_acknowledged",
+            when={"revoked"},
         ),
     ),
     terminal=frozenset(),
@@ -80,7 +83,7 @@ SHARE = Lifecycle(
         "alert": "published",
         "bulletin": "published",
     },
-    transitions=(t("acknowledged", A, "pending", "acknowledged"),),
+    transitions=(t("acknowledged", ADDR, "pending", "acknowledged"),),
     terminal=frozenset(),
     tracked=True,
     track_terminal=frozenset({"acknowledged"}),

@@ -88,8 +88,15 @@ class Transition:
     guard: Guard | None = None
 
 
-def t(event: str, by: Role, source: str | Iterable[str], target: str, *,
-      when: Iterable[str] = (), guard: Guard | None = None) -> Transition:
+def t(
+    event: str,
+    by: Role,
+    source: str | Iterable[str],
+    target: str,
+    *,
+    when: Iterable[str] = (),
+    guard: Guard | None = None,
+) -> Transition:
     """Shorthand for a :class:`Transition`; ``target='='`` keeps the state."""
     sources = frozenset([source] if isinstance(source, str) else source)
     return Transition(event, by, sources, target, frozenset(when), guard)
@@ -128,27 +135,40 @@ class Lifecycle:
             raise LifecycleError(
                 f"{self.family} referral {step.referral_id} is unknown; it can only be opened "
                 f"by {', '.join(sorted(self.openings))}, not {step.event!r}",
-                referral_id=step.referral_id, state=None, event=step.event, sender=step.sender,
+                referral_id=step.referral_id,
+                state=None,
+                event=step.event,
+                sender=step.sender,
             )
         if step.to == BROADCAST and self.broadcast == "never":
             raise Misaddressed(
                 f"{step.event_type} cannot be broadcast; name one addressee region",
-                referral_id=step.referral_id, event=step.event, sender=step.sender,
+                referral_id=step.referral_id,
+                event=step.event,
+                sender=step.sender,
             )
         if step.to != BROADCAST and self.broadcast == "required":
             raise Misaddressed(
                 f"{step.event_type} is a broadcast and must be addressed to {BROADCAST}",
-                referral_id=step.referral_id, event=step.event, sender=step.sender,
+                referral_id=step.referral_id,
+                event=step.event,
+                sender=step.sender,
             )
         if step.to == step.sender:
             raise Misaddressed(
                 f"{step.event_type} from {step.sender} cannot be addressed to its own sender",
-                referral_id=step.referral_id, state=None, event=step.event, sender=step.sender,
+                referral_id=step.referral_id,
+                state=None,
+                event=step.event,
+                sender=step.sender,
             )
         if not step.referral_id.startswith(f"{step.sender}-"):
             raise LifecycleError(
                 f"referral id {step.referral_id} is not owned by its sender {step.sender}",
-                referral_id=step.referral_id, state=None, event=step.event, sender=step.sender,
+                referral_id=step.referral_id,
+                state=None,
+                event=step.event,
+                sender=step.sender,
             )
         return ReferralState(
             referral_id=step.referral_id,
@@ -166,14 +186,18 @@ class Lifecycle:
         if step.referral_id != state.referral_id:
             raise LifecycleError(
                 f"event for referral {step.referral_id} applied to {state.referral_id}",
-                referral_id=state.referral_id, state=state.state, event=step.event,
+                referral_id=state.referral_id,
+                state=state.state,
+                event=step.event,
                 sender=step.sender,
             )
         if step.event in self.openings and step.event not in {tr.event for tr in self.transitions}:
             raise DuplicateReferral(
                 f"referral {state.referral_id} is already open (state {state.state!r}); "
                 f"{step.event!r} from {step.sender} opens a new one",
-                referral_id=state.referral_id, state=state.state, event=step.event,
+                referral_id=state.referral_id,
+                state=state.state,
+                event=step.event,
                 sender=step.sender,
             )
         role = self._role(state, step)
@@ -187,8 +211,11 @@ class Lifecycle:
                 raise LifecycleError(
                     f"{self.family} referral {state.referral_id}: {step.event!r} from "
                     f"{step.sender} refused in state {current!r}: {why}",
-                    referral_id=state.referral_id, state=current, event=step.event,
-                    sender=step.sender, role=role.value,
+                    referral_id=state.referral_id,
+                    state=current,
+                    event=step.event,
+                    sender=step.sender,
+                    role=role.value,
                 )
             return self._move(state, step, role, current, tr.target)
         raise self._illegal(state, step, role, current)
@@ -200,7 +227,9 @@ class Lifecycle:
                     f"{step.event_type} from the origin {step.sender} of referral "
                     f"{state.referral_id} (state {state.state!r}) must be addressed to "
                     f"{state.addressee}, not {step.to}",
-                    referral_id=state.referral_id, state=state.state, event=step.event,
+                    referral_id=state.referral_id,
+                    state=state.state,
+                    event=step.event,
                     sender=step.sender,
                 )
             return Role.ORIGIN
@@ -210,7 +239,9 @@ class Lifecycle:
                     f"{step.event_type} from addressee {step.sender} of referral "
                     f"{state.referral_id} (state {state.state!r}) must be addressed to its "
                     f"origin {state.origin}, not {step.to}",
-                    referral_id=state.referral_id, state=state.state, event=step.event,
+                    referral_id=state.referral_id,
+                    state=state.state,
+                    event=step.event,
                     sender=step.sender,
                 )
             return Role.ADDRESSEE
@@ -218,7 +249,9 @@ class Lifecycle:
             f"{step.event_type} refused: {step.sender} is neither origin ({state.origin}) nor "
             f"addressee ({state.addressee}) of referral {state.referral_id} "
             f"(state {state.state!r})",
-            referral_id=state.referral_id, state=state.state, event=step.event,
+            referral_id=state.referral_id,
+            state=state.state,
+            event=step.event,
             sender=step.sender,
         )
 
@@ -244,8 +277,12 @@ class Lifecycle:
         return LifecycleError(
             f"{self.family} referral {state.referral_id}: event {step.event!r} from "
             f"{step.sender} ({role.value}) is illegal in {where}; {why}",
-            referral_id=state.referral_id, state=current, event=step.event,
-            sender=step.sender, role=role.value, allowed=allowed,
+            referral_id=state.referral_id,
+            state=current,
+            event=step.event,
+            sender=step.sender,
+            role=role.value,
+            allowed=allowed,
         )
 
     def allowed(self, state: ReferralState, role: Role, sender: str | None = None) -> set[str]:
@@ -283,9 +320,10 @@ class Lifecycles:
             return lifecycle.open(step)
         if state.family != step.family:
             raise LifecycleError(
-                f"referral {state.referral_id} is a {state.family} referral; "
-                f"{step.event_type} does not apply",
-                referral_id=state.referral_id, state=state.state, event=step.event,
+                f"referral {state.referral_id} is a {state.family} referral; {step.event_type} does not apply",
+                referral_id=state.referral_id,
+                state=state.state,
+                event=step.event,
                 sender=step.sender,
             )
         return lifecycle.apply(state, step)

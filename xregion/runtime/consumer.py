@@ -32,20 +32,28 @@ from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError, TimeoutError as NatsTimeoutError
+from nats.errors import ConnectionClosedError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 from pydantic import BaseModel, ValidationError
 
-from xregion.chain import ChainHead, ChainTracker
-from xregion.codec import MAX_EVENT_BYTES, DecodedEvent, check_parties, check_subject, decode_data, field_errors, step_of
+from xregion.chain import ChainTracker
+from xregion.codec import (
+    MAX_EVENT_BYTES,
+    DecodedEvent,
+    check_parties,
+    check_subject,
+    decode_data,
+    field_errors,
+    step_of,
+)
 from xregion.contracts.catalog import Catalog
 from xregion.contracts.common import AttachmentRef
 from xregion.envelope import Envelope
 from xregion.errors import (
     ChainGap,
     ContractError,
-    LifecycleError,
     MalformedJson,
     OversizedMessage,
     SchemaInvalid,
@@ -166,13 +174,11 @@ class Consumer:
 
     async def run(self) -> None:
         """Fetch and process until cancelled. Never busy-loops: every wait is bounded below."""
-        sub = await self.js.pull_subscribe_bind(
-            durable=consumer_name(self.region), stream=self.settings.stream
-        )
+        sub = await self.js.pull_subscribe_bind(durable=consumer_name(self.region), stream=self.settings.stream)
         while True:
             try:
                 msgs = await sub.fetch(batch=self.batch, timeout=5.0)
-            except (NatsTimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, NatsTimeoutError):
                 continue
             except ConnectionClosedError:
                 await asyncio.sleep(1.0)
@@ -199,8 +205,9 @@ class Consumer:
                         break
         except Exception as exc:
             # The transaction was rolled back: nothing of this batch took effect.
-            log.error("batch failed, will be redelivered", region=self.region,
-                      error=type(exc).__name__, detail=str(exc)[:300])
+            log.error(
+                "batch failed, will be redelivered", region=self.region, error=type(exc).__name__, detail=str(exc)[:300]
+            )
             for msg in msgs:
                 with contextlib.suppress(Exception):
                     await msg.nak(delay=1.0)
@@ -208,7 +215,7 @@ class Consumer:
         for msg, outcome in zip(msgs, outcomes, strict=False):
             with contextlib.suppress(Exception):
                 await (msg.term() if outcome == "term" else msg.ack())
-        for msg in msgs[len(outcomes):]:
+        for msg in msgs[len(outcomes) :]:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=wait if wait is not None else 1.0)
 
@@ -263,19 +270,30 @@ class Consumer:
                 failure = HandlerFailed(f"handler failed {delivered} times: {type(exc).__name__}: {exc}")
                 await self._dead_letter(failure, msg, envelope.id, bound)
                 return "term"
-            log.warning("handler failed, will retry", **bound, delivery=delivered,
-                        error=type(exc).__name__, detail=str(exc)[:300])
+            log.warning(
+                "handler failed, will retry",
+                **bound,
+                delivery=delivered,
+                error=type(exc).__name__,
+                detail=str(exc)[:300],
+            )
             raise _Wait(BACKOFF_S[min(delivered - 1, len(BACKOFF_S) - 1)]) from None
         self.handled += 1
-        log.info("event delivered", **bound, type=envelope.event_type,
-                 state=state.state, previous=previous.state if previous else None)
+        log.info(
+            "event delivered",
+            **bound,
+            type=envelope.event_type,
+            state=state.state,
+            previous=previous.state if previous else None,
+        )
         return "ack"
 
     def _envelope(self, body: bytes) -> tuple[dict[str, Any], Envelope]:
         if len(body) > MAX_EVENT_BYTES:
             raise OversizedMessage(
                 f"message of {len(body)} bytes exceeds the {MAX_EVENT_BYTES}-byte event limit",
-                size=len(body), limit=MAX_EVENT_BYTES,
+                size=len(body),
+                limit=MAX_EVENT_BYTES,
             )
         try:
             wire = json.loads(body)
@@ -332,8 +350,9 @@ class Consumer:
             try:
                 info = await self._obj.get_info(ref.object_name)
             except (ObjectNotFoundError, NotFoundError):
-                raise AttachmentInvalid(f"attachment {ref.object_name} is not in the object store",
-                                        object_name=ref.object_name) from None
+                raise AttachmentInvalid(
+                    f"attachment {ref.object_name} is not in the object store", object_name=ref.object_name
+                ) from None
             digest = digest_of_info(info)
             if info.size != ref.size or digest != ref.sha256:
                 raise AttachmentInvalid(
@@ -347,13 +366,28 @@ class Consumer:
         db.execute(
             "INSERT INTO inbox (event_id, origin, originseq, subject, referral_id, event_type, payload, "
             "stream_seq, handled_at) VALUES (?,?,?,?,?,?,?,?,datetime('now'))",
-            (env.id, env.sender, env.originseq, event.subject, env.subject, env.event_type,
-             json.dumps(event.wire, ensure_ascii=False).encode(), stream_seq),
+            (
+                env.id,
+                env.sender,
+                env.originseq,
+                event.subject,
+                env.subject,
+                env.event_type,
+                json.dumps(event.wire, ensure_ascii=False).encode(),
+                stream_seq,
+            ),
         )
         Store.save_referral(
-            db, state,
-            HistoryEntry(env.id, env.event_type, env.sender, env.addressee, env.to_dict()["time"],
-                         state.tracks.get(env.sender, state.state) if state.tracks else state.state),
+            db,
+            state,
+            HistoryEntry(
+                env.id,
+                env.event_type,
+                env.sender,
+                env.addressee,
+                env.to_dict()["time"],
+                state.tracks.get(env.sender, state.state) if state.tracks else state.state,
+            ),
             env.answerby.isoformat() if env.answerby else None,
         )
 
@@ -369,13 +403,21 @@ class Consumer:
     ) -> None:
         reason = exc.to_reason()
         await publish_dead_letter(
-            self.js, region=self.region, reason=reason, body=msg.data or b"",
-            original_subject=msg.subject, stream_seq=msg.metadata.sequence.stream,
-            event_id=event_id, dlq_stream=self.settings.dead_letter_stream,
+            self.js,
+            region=self.region,
+            reason=reason,
+            body=msg.data or b"",
+            original_subject=msg.subject,
+            stream_seq=msg.metadata.sequence.stream,
+            event_id=event_id,
+            dlq_stream=self.settings.dead_letter_stream,
         )
         self.dead_lettered += 1
         (log.error if security else log.warning)(
-            "event dead-lettered", **bound, reason=reason["code"], detail=exc.message[:300],
+            "event dead-lettered",
+            **bound,
+            reason=reason["code"],
+            detail=exc.message[:300],
             security_event=security,
         )
 

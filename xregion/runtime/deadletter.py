@@ -97,7 +97,7 @@ async def read_dead_letters(js: JetStreamContext, dlq_stream: str, region: str |
             msg = await js.get_msg(dlq_stream, seq)
         except NotFoundError:
             continue
-        letter = parse_dead_letter(msg.subject, msg.headers, msg.data or b"")
+        letter = parse_dead_letter(msg.subject or "", msg.headers, msg.data or b"")
         if region is None or letter.region == region:
             out.append(letter)
     return out

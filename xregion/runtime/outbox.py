@@ -52,9 +52,14 @@ class Outbox:
         version = int(unsigned["type"].rsplit(".v", 1)[1])
         link = Store.link_head(db, unsigned["addressee"], version)
         decoded = seal(
-            unsigned, seq=head.seq + 1, prevhash=head.hash, linkseq=link.seq + 1, linkprev=link.hash,
+            unsigned,
+            seq=head.seq + 1,
+            prevhash=head.hash,
+            linkseq=link.seq + 1,
+            linkprev=link.hash,
             signer=self.signer,
-            catalog=self.catalog, registry=self.registry,
+            catalog=self.catalog,
+            registry=self.registry,
         )
         env = decoded.envelope
         previous = Store.load_referral(db, env.subject)
@@ -62,12 +67,22 @@ class Outbox:
         db.execute(
             "INSERT INTO outbox (seq, event_id, subject, referral_id, event_type, addressee, link_seq, "
             "payload, hash, created_at) VALUES (?,?,?,?,?,?,?,?,?,datetime('now'))",
-            (env.originseq, env.id, decoded.subject, env.subject, env.event_type, env.addressee, env.linkseq,
-             encode(decoded.wire), event_hash(decoded.wire)),
+            (
+                env.originseq,
+                env.id,
+                decoded.subject,
+                env.subject,
+                env.event_type,
+                env.addressee,
+                env.linkseq,
+                encode(decoded.wire),
+                event_hash(decoded.wire),
+            ),
         )
         after = state.tracks.get(env.sender, state.state) if state.tracks else state.state
         Store.save_referral(
-            db, state,
+            db,
+            state,
             HistoryEntry(env.id, env.event_type, env.sender, env.addressee, decoded.wire["time"], after),
             env.answerby.isoformat() if env.answerby else None,
         )

@@ -95,7 +95,7 @@ class EmbeddedServer:
         self.config.store_dir.mkdir(parents=True, exist_ok=True)
         self.conf_file.write_text(self.config.render(), encoding="utf-8")
         with open(self.log_file, "ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our binary, our config
+            self.process = subprocess.Popen(
                 [find_nats_server(), "-c", str(self.conf_file)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -109,12 +109,12 @@ class EmbeddedServer:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise BrokerError(
-                    f"nats-server exited with {self.process.returncode}; see {self.log_file}:\n"
-                    + self.log_tail()
+                    f"nats-server exited with {self.process.returncode}; see {self.log_file}:\n" + self.log_tail()
                 )
-            with contextlib.suppress(OSError), socket.create_connection(
-                (self.config.host, self.config.port), timeout=0.2
-            ) as sock:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.config.host, self.config.port), timeout=0.2) as sock,
+            ):
                 sock.settimeout(1.0)
                 if sock.recv(4).startswith(b"INFO"):
                     return

@@ -215,8 +215,8 @@ class Store:
     async def pending(self, limit: int = 256) -> list[OutboxRow]:
         def q(db: sqlite3.Connection) -> list[OutboxRow]:
             rows = db.execute(
-                "SELECT seq, event_id, subject, payload FROM outbox WHERE published_at IS NULL "
-                "ORDER BY seq LIMIT ?", (limit,),
+                "SELECT seq, event_id, subject, payload FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",
+                (limit,),
             ).fetchall()
             return [OutboxRow(*r) for r in rows]
 
@@ -241,34 +241,56 @@ class Store:
     def load_referral(db: sqlite3.Connection, referral_id: str) -> ReferralState | None:
         row = db.execute(
             "SELECT referral_id, family, origin, addressee, state, tracks, events, last_event_id "
-            "FROM referrals WHERE referral_id = ?", (referral_id,),
+            "FROM referrals WHERE referral_id = ?",
+            (referral_id,),
         ).fetchone()
         if row is None:
             return None
         return ReferralState(
-            referral_id=row[0], family=row[1], origin=row[2], addressee=row[3], state=row[4],
-            tracks=MappingProxyType(json.loads(row[5])), events=row[6], last_event_id=row[7],
+            referral_id=row[0],
+            family=row[1],
+            origin=row[2],
+            addressee=row[3],
+            state=row[4],
+            tracks=MappingProxyType(json.loads(row[5])),
+            events=row[6],
+            last_event_id=row[7],
         )
 
     @staticmethod
-    def save_referral(
-        db: sqlite3.Connection, state: ReferralState, entry: HistoryEntry, answer_by: str | None
-    ) -> None:
+    def save_referral(db: sqlite3.Connection, state: ReferralState, entry: HistoryEntry, answer_by: str | None) -> None:
         db.execute(
             "INSERT INTO referrals (referral_id, family, origin, addressee, state, tracks, events, "
             "last_event_id, answer_by, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT (referral_id) DO UPDATE SET state=excluded.state, tracks=excluded.tracks, "
             "events=excluded.events, last_event_id=excluded.last_event_id, "
             "answer_by=COALESCE(excluded.answer_by, referrals.answer_by), updated_at=excluded.updated_at",
-            (state.referral_id, state.family, state.origin, state.addressee, state.state,
-             json.dumps(dict(state.tracks), sort_keys=True), state.events, state.last_event_id,
-             answer_by, now_iso()),
+            (
+                state.referral_id,
+                state.family,
+                state.origin,
+                state.addressee,
+                state.state,
+                json.dumps(dict(state.tracks), sort_keys=True),
+                state.events,
+                state.last_event_id,
+                answer_by,
+                now_iso(),
+            ),
         )
         db.execute(
             "INSERT INTO history (referral_id, position, event_id, event_type, sender, addressee, "
             "time, state_after) VALUES (?,?,?,?,?,?,?,?)",
-            (state.referral_id, state.events, entry.event_id, entry.event_type, entry.sender,
-             entry.addressee, entry.time, entry.state_after),
+            (
+                state.referral_id,
+                state.events,
+                entry.event_id,
+                entry.event_type,
+                entry.sender,
+                entry.addressee,
+                entry.time,
+                entry.state_after,
+            ),
         )
 
     async def referral(self, referral_id: str) -> ReferralState | None:
@@ -285,7 +307,8 @@ class Store:
         def q(db: sqlite3.Connection) -> list[HistoryEntry]:
             rows = db.execute(
                 "SELECT event_id, event_type, sender, addressee, time, state_after FROM history "
-                "WHERE referral_id = ? ORDER BY position", (referral_id,),
+                "WHERE referral_id = ? ORDER BY position",
+                (referral_id,),
             ).fetchall()
             return [HistoryEntry(*r) for r in rows]
 

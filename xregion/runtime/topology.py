@@ -74,7 +74,9 @@ def dead_letter_stream_config(settings: RuntimeSettings) -> api.StreamConfig:
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
-def region_consumer_config(settings: RuntimeSettings, region: str, versions: tuple[str, ...] = ("v1",)) -> api.ConsumerConfig:
+def region_consumer_config(
+    settings: RuntimeSettings, region: str, versions: tuple[str, ...] = ("v1",)
+) -> api.ConsumerConfig:
     backoff = [BACKOFF_S[min(i, len(BACKOFF_S) - 1)] for i in range(settings.max_deliver - 1)]
     return api.ConsumerConfig(
         name=consumer_name(region),
@@ -98,23 +100,34 @@ class TopologyReport:
     """Settings that differ from the project's defaults and were left as the operator set them."""
 
 
-_STREAM_KEYS = ("subjects", "storage", "num_replicas", "max_age", "max_msgs", "max_bytes",
-                "duplicate_window", "deny_delete", "deny_purge", "retention")
+_STREAM_KEYS = (
+    "subjects",
+    "storage",
+    "num_replicas",
+    "max_age",
+    "max_msgs",
+    "max_bytes",
+    "duplicate_window",
+    "deny_delete",
+    "deny_purge",
+    "retention",
+)
 
 
 def _differences(wanted: Any, actual: Any, keys: tuple[str, ...]) -> list[str]:
     out = []
     for key in keys:
         want, have = getattr(wanted, key), getattr(actual, key)
-        if key == "subjects" and want is not None and have is not None:
-            if set(want) <= set(have):
-                continue
+        if key == "subjects" and want is not None and have is not None and set(want) <= set(have):
+            continue
         if want is not None and want != have:
             out.append(f"{key}: {have!r} (xregion default {want!r})")
     return out
 
 
-async def ensure_stream(js: JetStreamContext, wanted: api.StreamConfig, report: TopologyReport, *, update: bool) -> None:
+async def ensure_stream(
+    js: JetStreamContext, wanted: api.StreamConfig, report: TopologyReport, *, update: bool
+) -> None:
     try:
         info = await js.stream_info(wanted.name or "")
     except NotFoundError:
@@ -142,7 +155,9 @@ async def ensure_stream(js: JetStreamContext, wanted: api.StreamConfig, report: 
         report.drift.extend(f"stream {wanted.name} {d}" for d in diffs)
 
 
-async def ensure_consumer(js: JetStreamContext, stream: str, wanted: api.ConsumerConfig, report: TopologyReport) -> None:
+async def ensure_consumer(
+    js: JetStreamContext, stream: str, wanted: api.ConsumerConfig, report: TopologyReport
+) -> None:
     """Create the durable consumer, or update it to the project's settings.
 
     Consumers are the project's own (not the operator's): re-adding one with the same name

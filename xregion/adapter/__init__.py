@@ -1,6 +1,7 @@
 """The regional adapter: what each region runs to take part in the bus.
 
->>> adapter = Adapter.create("BJ", data_dir=Path(".xregion"), nats_url="nats://...")
+>>> adapter = Adapter.from_keys_dir("BJ", Path(".xregion/keys"), nats_url="nats://...",
+...                                 store_path=Path(".xregion/BJ.db"), handler=handle)
 >>> await adapter.start()
 >>> sent = await adapter.client.open("lead.submitted", to="TJ", data=lead.Submitted(...))
 """

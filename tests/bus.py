@@ -14,6 +14,7 @@ from nats.aio.client import Client
 
 from xregion.adapter import Adapter, Delivery
 from xregion.lifecycle import ReferralState
+from xregion.runtime.alerts import SecurityAlert, read_security_alerts
 from xregion.runtime.deadletter import DeadLetter, read_dead_letters
 from xregion.runtime.server import EmbeddedServer
 from xregion.runtime.settings import RuntimeSettings
@@ -43,6 +44,9 @@ class Bus:
     settings: RuntimeSettings = field(default_factory=lambda: RuntimeSettings(ack_wait_s=5.0, max_deliver=5))
     adapters: dict[str, Adapter] = field(default_factory=dict)
     received: dict[str, list[Delivery]] = field(default_factory=dict)
+    keys_dir: Path | None = None
+    """Set it to start adapters from a keys directory (roster and private key files, reloaded
+    when they change) instead of the in-memory ``signers`` and ``roster``."""
 
     def recorder(self, region: str) -> Callable[[Delivery], Awaitable[None]]:
         async def handle(delivery: Delivery) -> None:
@@ -54,11 +58,14 @@ class Bus:
                     **kwargs: Any) -> list[Adapter]:
         started = []
         for region in regions:
-            adapter = Adapter(
-                region, signer=self.signers[region], roster=self.roster, nats_url=self.server.url,
-                store_path=self.root / f"{region}.db", settings=self.settings,
-                handler=handler or self.recorder(region), **kwargs,
-            )
+            common: dict[str, Any] = {
+                "nats_url": self.server.url, "store_path": self.root / f"{region}.db", "settings": self.settings,
+                "handler": handler or self.recorder(region), **kwargs,
+            }
+            if self.keys_dir is not None:
+                adapter = Adapter.from_keys_dir(region, self.keys_dir, **common)
+            else:
+                adapter = Adapter(region, signer=self.signers[region], roster=self.roster, **common)
             await adapter.start()
             self.adapters[region] = adapter
             started.append(adapter)
@@ -84,5 +91,13 @@ class Bus:
         nc = await self.raw()
         try:
             return await read_dead_letters(nc.jetstream(), self.settings.dead_letter_stream, region)
+        finally:
+            await nc.close()
+
+    async def alerts(self, region: str | None = None) -> list[SecurityAlert]:
+        """The security alerts raised (by ``region``), oldest first."""
+        nc = await self.raw()
+        try:
+            return await read_security_alerts(nc.jetstream(), self.settings.dead_letter_stream, region)
         finally:
             await nc.close()

@@ -115,6 +115,18 @@ class OriginChain:
         return decoded
 
 
+def write_keys_dir(keys_dir: Path, signers: dict[str, Signer], roster: KeyRoster) -> Path:
+    """A keys directory (as ``xregion keys init`` writes it) holding ``signers``' TEST-ONLY
+    private keys and ``roster``."""
+    from xregion.keys import ROSTER_FILE, write_private_key
+
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    for signer in signers.values():
+        write_private_key(keys_dir, signer)
+    roster.save(keys_dir / ROSTER_FILE)
+    return keys_dir
+
+
 def example_payload(name: str) -> dict[str, Any]:
     """A deep copy of the example ``data`` of ``<family>.<event>``, free to modify."""
     return copy.deepcopy(PAYLOADS[name])

@@ -40,7 +40,12 @@ allows 1 MB, so an oversized event still arrives and is dead-lettered with its r
 
 @dataclass(frozen=True)
 class DecodedEvent:
-    """A structurally valid event: its wire dict, envelope, type and typed payload."""
+    """A structurally valid event: its wire dict, envelope, type and typed payload.
+
+    ``wire`` is always the event exactly as signed (sensitive fields sealed). ``envelope``
+    and ``payload`` are the same until the event is :meth:`opened` by a party that can read
+    its sealed fields (the sender, the addressee): then they hold the plain data.
+    """
 
     wire: dict[str, Any]
     envelope: Envelope
@@ -52,6 +57,11 @@ class DecodedEvent:
         """The NATS subject this event belongs on."""
         env = self.envelope
         return build_subject(env.family, env.event, env.sender, env.addressee, f"v{env.version}")
+
+    def opened(self, data: dict[str, Any], registry: RegionRegistry | None = None) -> DecodedEvent:
+        """This event read with ``data`` (its sealed fields opened); ``wire`` stays as signed."""
+        payload = decode_data(self.event_type, data, registry)
+        return DecodedEvent(self.wire, self.envelope.model_copy(update={"data": data}), self.event_type, payload)
 
 
 def encode(event: dict[str, Any]) -> bytes:
@@ -143,4 +153,4 @@ def check_subject(subject: Subject, event: DecodedEvent) -> None:
 def step_of(event: DecodedEvent) -> Step:
     """The lifecycle's view of a decoded event."""
     env = event.envelope
-    return Step(env.event_type, env.sender, env.addressee, env.subject, env.id, env.data)
+    return Step(env.event_type, env.sender, env.addressee, env.subject, env.id, env.data, env.handling_codes)

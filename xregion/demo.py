@@ -24,6 +24,9 @@ from xregion.config import BusConfig, load_config
 from xregion.examples import EVIDENCE_PHOTOS, EVIDENCE_PURCHASE, PAYLOADS
 from xregion.keys import init_keys, load_signer
 from xregion.lifecycle import ReferralState
+from xregion.permissions import OPERATOR
+from xregion.runtime.operator import apply_topology
+from xregion.runtime.security import SecurityDir, ensure_dev_security
 from xregion.runtime.server import EmbeddedServer, ServerConfig, free_port
 from xregion.runtime.settings import RuntimeSettings
 
@@ -83,10 +86,15 @@ async def lead_accepted_and_concluded(sc: Scenario) -> None:
 
 async def lead_forwarded(sc: Scenario) -> None:
     data = dict(PAYLOADS["lead.submitted"], title="网店销售假冒服装线索", location="河北省廊坊市")
-    sent = await sc.client("TJ").open("lead.submitted", to="HE", data=data)
+    # H2: HE may not pass the lead on without TJ's permission; it asks, TJ grants.
+    sent = await sc.client("TJ").open("lead.submitted", to="HE", data=data, handling="H2")
     rid = sent.envelope.subject
     sc.referrals.append(("线索移送 TJ→HE (转送)", "TJ", rid))
     await sc.state("HE", rid, "received")
+    await sc.client("HE").send(rid, "lead.permission_requested", PAYLOADS["lead.permission_requested"])
+    await sc.until("TJ", rid, lambda s: s.events >= 3, "the permission request")
+    await sc.client("TJ").send(rid, "lead.permission_granted", PAYLOADS["lead.permission_granted"])
+    await sc.until("HE", rid, lambda s: "onward_sharing:BJ" in s.permissions, "onward_sharing to BJ granted")
     _, opened = await sc.client("HE").forward_lead(rid, "BJ", PAYLOADS["lead.forwarded"]["reason"])
     new_id = opened.envelope.subject
     sc.referrals.append(("线索转送 HE→BJ", "HE", new_id))
@@ -96,7 +104,7 @@ async def lead_forwarded(sc: Scenario) -> None:
         new_id, "lead.accepted", dict(PAYLOADS["lead.accepted"], local_case_number="京市监立〔2026〕3301号")
     )
     await sc.state("HE", new_id, "accepted")
-    sc.note("lead TJ→HE forwarded by HE to BJ as a linked referral, accepted by BJ")
+    sc.note("lead TJ→HE marked H2: forwarded by HE to BJ with TJ's permission as a linked referral, accepted by BJ")
 
 
 async def joint_investigation(sc: Scenario, workdir: Path) -> None:
@@ -174,21 +182,39 @@ async def run_demo(
     workdir: Path | None = None,
     console: Console | None = None,
     config: BusConfig | None = None,
+    *,
+    insecure: bool = False,
+    security_dir: Path | None = None,
 ) -> Scenario:
+    """Play the scenario. The embedded server runs secured (mutual TLS, one NKey identity and
+    permission set per party, generated into ``<workdir>/security``) unless ``insecure``;
+    with ``nats_url`` the adapters use the identities in ``security_dir``, if given."""
     console = console or Console()
     config = config or load_config()
     started = time.monotonic()
     async with AsyncExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="xregion-demo-")))
         settings = RuntimeSettings(data_dir=root)
+        sec = SecurityDir(security_dir) if security_dir is not None else None
         if nats_url is None:
-            server = EmbeddedServer(ServerConfig(store_dir=root / "nats", port=free_port())).start()
+            server_config = ServerConfig(store_dir=root / "nats", port=free_port())
+            if not insecure:
+                sec = sec or ensure_dev_security(root / "security", config.regions.codes)
+                sec.secure(server_config)
+            server = EmbeddedServer(server_config).start()
             stack.callback(server.stop)
             nats_url = server.url
+            mode = (
+                f"mutual TLS + NKey identities from {sec.root}"
+                if sec is not None
+                else "--insecure: no authentication, no TLS"
+            )
             console.print(
                 f"[bold]embedded nats-server[/bold] {server.url}, "
-                f"JetStream store {root / 'nats'} (sync_interval: always)"
+                f"JetStream store {root / 'nats'} (sync_interval: always), {mode}"
             )
+        if sec is not None and sec.has_identity(OPERATOR):
+            await apply_topology(nats_url, config.regions.codes, identity=sec.identity(OPERATOR), settings=settings)
         regions = list(config.regions.codes)
         roster = init_keys(root / "keys", [*regions, "COORD"])
         adapters: dict[str, Adapter] = {}
@@ -201,7 +227,7 @@ async def run_demo(
                 nats_url=nats_url,
                 store_path=root / f"{region}.db",
                 config=config,
-                settings=settings,
+                settings=sec.settings_for(region, settings) if sec is not None else settings,
                 handler=recorder(sc, region),
             )
             await adapter.start()

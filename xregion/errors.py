@@ -105,6 +105,13 @@ class Misaddressed(LifecycleError):
     code = "misaddressed"
 
 
+class HandlingRestricted(LifecycleError):
+    """A handling code of the referral forbids the event, e.g. forwarding an H2 lead to a
+    region the origin has not granted ``onward_sharing`` to."""
+
+    code = "handling_restricted"
+
+
 # --- authenticity ----------------------------------------------------------------------------
 
 
@@ -152,3 +159,10 @@ class ChainReplay(ChainError):
     """The event's sequence number is already behind the origin's head: a replay."""
 
     code = "chain_replay"
+
+
+class UnsealFailed(VerificationError):
+    """A sealed (encrypted) field of an event cannot be opened by its recipient: no box for
+    the recipient's key, or a box that does not decrypt."""
+
+    code = "unseal_failed"

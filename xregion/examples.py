@@ -98,6 +98,20 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "confiscated_value_cny": "397200.00",
     },
     "lead.withdrawn": {"reason": "权利人已撤回投诉，线索不再移送"},
+    "lead.permission_requested": {
+        "purpose": "onward_sharing",
+        "target_region": "BJ",
+        "reason": "涉案网店经营者住所地在北京市朝阳区，拟将线索转送北京市处理",
+    },
+    "lead.permission_granted": {
+        "purpose": "onward_sharing",
+        "target_region": "BJ",
+        "conditions": ["仅限北京市市场监督管理局办案使用"],
+    },
+    "lead.permission_refused": {
+        "purpose": "judicial_use",
+        "reason": "线索来源涉及举报人保护，暂不同意在诉讼中使用",
+    },
     # --- assist -------------------------------------------------------------------------
     "assist.requested": {
         "subject_matter": "协助核查涉嫌销售假冒“某某”商标服装的网店实际经营地址并测试购买",

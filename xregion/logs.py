@@ -3,12 +3,19 @@
 Every line of the runtime carries the event id, referral id, subject and region it is
 about (bound by the caller). Personal data never reaches a log line: the redaction
 processor replaces configured keys wherever they occur, and the runtime never logs event
-``data`` in the first place.
+``data`` in the first place (on the bus the personal data is sealed anyway, see
+:mod:`xregion.sealing`).
+
+The redacted keys are :data:`DEFAULT_SENSITIVE` (every ``x-sensitive`` field name of the
+contract, and the containers that hold them) plus those named in the environment variable
+``XREGION_LOG_REDACT`` (comma-separated), or exactly the ``sensitive`` keys given to
+:func:`configure_logging`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any
@@ -16,7 +23,17 @@ from typing import Any
 import structlog
 
 REDACTED = "[redacted]"
-DEFAULT_SENSITIVE = frozenset({"name", "address", "contact", "data", "payload", "seed", "suspects", "parties"})
+DEFAULT_SENSITIVE = frozenset(
+    {"name", "address", "contact", "data", "payload", "seed", "suspects", "parties", "entry", "sealed"}
+)
+REDACT_ENV = "XREGION_LOG_REDACT"
+
+
+def redacted_keys(extra: str | None = None) -> frozenset[str]:
+    """:data:`DEFAULT_SENSITIVE` plus the comma-separated keys of ``extra`` (default: the
+    environment variable ``XREGION_LOG_REDACT``)."""
+    raw = os.environ.get(REDACT_ENV, "") if extra is None else extra
+    return DEFAULT_SENSITIVE | {k.strip() for k in raw.split(",") if k.strip()}
 
 
 class Redactor:
@@ -42,9 +59,13 @@ class Redactor:
 
 
 def configure_logging(
-    fmt: str = "auto", level: int = logging.INFO, stream: Any = None, sensitive: Iterable[str] = DEFAULT_SENSITIVE
+    fmt: str = "auto", level: int = logging.INFO, stream: Any = None, sensitive: Iterable[str] | None = None
 ) -> None:
-    """``fmt``: ``json``, ``console`` or ``auto`` (console on a terminal, JSON otherwise)."""
+    """``fmt``: ``json``, ``console`` or ``auto`` (console on a terminal, JSON otherwise).
+
+    ``sensitive``: the keys to redact; default :func:`redacted_keys` (the built-in list and
+    ``XREGION_LOG_REDACT``).
+    """
     out = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if out.isatty() else "json"
@@ -58,7 +79,7 @@ def configure_logging(
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            Redactor(sensitive),
+            Redactor(redacted_keys() if sensitive is None else sensitive),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

@@ -20,9 +20,10 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,7 @@ class RosterKey:
     valid_from: datetime
     valid_until: datetime | None = None
     revoked_at: datetime | None = None
+    revocation_reason: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.public_key) != 32:
@@ -126,6 +128,8 @@ class RosterKey:
             out["valid_until"] = self.valid_until.isoformat()
         if self.revoked_at:
             out["revoked_at"] = self.revoked_at.isoformat()
+        if self.revocation_reason:
+            out["revocation_reason"] = self.revocation_reason
         return out
 
     @classmethod
@@ -138,6 +142,7 @@ class RosterKey:
                 valid_from=datetime.fromisoformat(raw["valid_from"]),
                 valid_until=_opt_time(raw.get("valid_until")),
                 revoked_at=_opt_time(raw.get("revoked_at")),
+                revocation_reason=raw.get("revocation_reason") or None,
             )
         except (KeyError, ValueError, binascii.Error) as exc:
             raise ConfigError(f"bad roster entry {raw.get('key_id', '?')}: {exc}") from None
@@ -147,11 +152,35 @@ def _opt_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def _check_revocation(
+    key: RosterKey, revoked_at: datetime, at: datetime, received_at: datetime | None, grace: timedelta
+) -> None:
+    details: dict[str, Any] = {"keyid": key.key_id, "revoked_at": revoked_at.isoformat()}
+    if key.revocation_reason:
+        details["revocation_reason"] = key.revocation_reason
+    if at >= revoked_at:
+        raise KeyRevoked(
+            f"key {key.key_id} was revoked at {revoked_at.isoformat()}, at or before the event's time {at.isoformat()}",
+            **details,
+        )
+    if received_at is not None and received_at > revoked_at + grace:
+        raise KeyRevoked(
+            f"key {key.key_id} was revoked at {revoked_at.isoformat()}; the event claims the time {at.isoformat()} "
+            f"but reached the stream at {received_at.isoformat()}, more than {grace.total_seconds():g} s after "
+            "the revocation (backdated?)",
+            received_at=received_at.isoformat(),
+            grace_s=int(grace.total_seconds()),
+            **details,
+        )
+
+
 class KeyRoster:
     """Public keys of every party, with validity periods and revocations.
 
     Rotation is an overlap of two keys' validity; revocation sets ``revoked_at``: events
-    whose ``time`` is at or after it are refused. Verification errors name the key.
+    whose ``time`` is at or after it are refused, and — because whoever stole a key can
+    backdate ``time`` — so are events signed with it that reached the stream later than
+    ``revoked_at`` + a grace period (see :meth:`verify`). Verification errors name the key.
     """
 
     def __init__(self, keys: Iterable[RosterKey] = ()) -> None:
@@ -176,12 +205,31 @@ class KeyRoster:
         except KeyError:
             raise UnknownKey(f"key {key_id!r} is not in the roster", keyid=key_id) from None
 
-    def revoke(self, key_id: str, at: datetime) -> None:
-        key = self.get(key_id)
-        self.add(RosterKey(key.key_id, key.party, key.public_key, key.valid_from, key.valid_until, at))
+    def revoke(self, key_id: str, at: datetime, reason: str | None = None) -> RosterKey:
+        """Mark ``key_id`` revoked from ``at`` on (``reason`` is recorded in the roster)."""
+        if at.tzinfo is None:
+            raise ConfigError(f"key {key_id}: the revocation time must carry a UTC offset")
+        key = replace(self.get(key_id), revoked_at=at, revocation_reason=reason or None)
+        self.add(key)
+        return key
 
-    def verify(self, event: Mapping[str, Any], sender: str, at: datetime) -> RosterKey:
+    def verify(
+        self,
+        event: Mapping[str, Any],
+        sender: str,
+        at: datetime,
+        *,
+        received_at: datetime | None = None,
+        grace: timedelta = timedelta(0),
+    ) -> RosterKey:
         """Check ``event``'s signature; ``sender`` and ``at`` come from its parsed envelope.
+
+        ``received_at`` is when the event reached the stream (JetStream's timestamp), if
+        known. An event signed with a revoked key is refused when its ``time`` is at or after
+        the revocation, and also when it reached the stream more than ``grace`` after the
+        revocation, whatever ``time`` it claims: a thief can backdate ``time``, but not the
+        stream's clock. The grace lets events that were legitimately signed before the
+        revocation, and then waited in an outbox during an outage, still be delivered.
 
         Raises :class:`UnknownKey`, :class:`KeyNotValid`, :class:`KeyRevoked` or
         :class:`BadSignature`, each naming the key.
@@ -192,8 +240,8 @@ class KeyRoster:
         key = self.get(key_id)
         if key.party != sender:
             raise KeyNotValid(f"key {key_id} belongs to {key.party}, not to the sender {sender}", keyid=key_id)
-        if key.revoked_at is not None and at >= key.revoked_at:
-            raise KeyRevoked(f"key {key_id} was revoked at {key.revoked_at.isoformat()}", keyid=key_id)
+        if key.revoked_at is not None:
+            _check_revocation(key, key.revoked_at, at, received_at, grace)
         if at < key.valid_from or (key.valid_until is not None and at >= key.valid_until):
             raise KeyNotValid(f"key {key_id} was not valid at {at.isoformat()}", keyid=key_id)
         raw = event.get(SIGNATURE)
@@ -210,7 +258,10 @@ class KeyRoster:
         return {"keys": [k.to_json() for k in self._keys.values()]}
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        """Write the roster atomically (a reader never sees a half-written file)."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path) -> KeyRoster:

@@ -19,6 +19,10 @@ ROOT = "xregion"
 CURRENT_VERSION = "v1"
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 VERSION = re.compile(r"^v[1-9][0-9]{0,2}$")
+DLQ_ROOT = f"{ROOT}.dlq"
+"""Dead letters: ``xregion.dlq.<region>.<reason code>`` (four tokens, never an event subject)."""
+ALERT_ROOT = f"{ROOT}.alert"
+"""Security alerts: ``xregion.alert.<party>.>``."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,11 @@ def parse(subject: str) -> Subject:
 def stream_subjects(version: str = CURRENT_VERSION) -> str:
     """Everything of one contract version: what the event stream holds."""
     return f"{ROOT}.{version}.>"
+
+
+def dead_letter_subject(region: str, reason_code: str) -> str:
+    """Where ``region``'s adapter puts a message it cannot accept, by reason."""
+    return f"{DLQ_ROOT}.{region}.{reason_code}"
 
 
 def publish_patterns(party: str, version: str = CURRENT_VERSION) -> list[str]:

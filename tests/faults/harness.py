@@ -20,6 +20,7 @@ from pathlib import Path
 import nats
 
 from xregion.keys import init_keys
+from xregion.runtime.deadletter import DeadLetter, read_dead_letters
 
 ROOT = Path(__file__).resolve().parents[2]
 XREGION_BIN = Path(sys.executable).parent / "xregion"
@@ -82,7 +83,21 @@ def effect_count(db_path: Path, event_type: str | None = None) -> int:
         rows = query(db_path, "SELECT count(*) FROM effects")
     else:
         rows = query(db_path, "SELECT count(*) FROM effects WHERE event_type = ?", (event_type,))
-    return int(rows[0][0]) if rows else 0  # type: ignore[arg-type]
+    return int(str(rows[0][0])) if rows else 0
+
+
+def outbox_depth(db_path: Path) -> int:
+    """Events in the adapter's outbox not yet acknowledged by JetStream."""
+    rows = query(db_path, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    return int(str(rows[0][0])) if rows else 0
+
+
+def trace_ids(trace: Path) -> list[str]:
+    """The event ids of every handler invocation recorded in ``XREGION_FAULT_TRACE``."""
+    try:
+        return trace.read_text(encoding="ascii").split()
+    except FileNotFoundError:
+        return []
 
 
 def duplicated(ids: list[str]) -> dict[str, int]:
@@ -133,6 +148,15 @@ async def stream_events(url: str, stream: str = "XREGION") -> list[StoredEvent]:
             ))
         assert len(out) == info.state.messages, "stream has interior deletes"
         return out
+    finally:
+        await nc.close()
+
+
+async def dead_letters(url: str, region: str | None = None, stream: str = "XREGION_DLQ") -> list[DeadLetter]:
+    """Every dead letter (of ``region``) in the dead-letter stream."""
+    nc = await nats.connect(url, max_reconnect_attempts=3)
+    try:
+        return await read_dead_letters(nc.jetstream(), stream, region)
     finally:
         await nc.close()
 

@@ -17,7 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xregion.errors import DuplicateReferral, LifecycleError, Misaddressed, UnknownReferral
+from xregion.errors import (
+    DuplicateReferral,
+    HandlingRestricted,
+    LifecycleError,
+    Misaddressed,
+    UnknownReferral,
+)
 from xregion.ids import new_referral_id
 from xregion.lifecycle import LIFECYCLES, Lifecycle, ReferralState, Role, Step
 
@@ -44,6 +50,7 @@ EVENTS: dict[str, frozenset[str]] = {
     "lead": frozenset({
         "submitted", "received", "accepted", "rejected", "info_requested", "info_supplied",
         "forwarded", "progress", "concluded", "withdrawn",
+        "permission_requested", "permission_granted", "permission_refused",
     }),
     "assist": frozenset({
         "requested", "received", "accepted", "declined", "evidence_delivered", "completed",
@@ -77,6 +84,15 @@ LEAD_ALLOWED: dict[tuple[str, str, Role], str] = {
     ("accepted", "concluded", ADR): "concluded",
     ("in_progress", "progress", ADR): "in_progress",
     ("in_progress", "concluded", ADR): "concluded",
+    # Permissions against the handling codes: asked and answered in every live state,
+    # without moving it.
+    **{
+        (live, event, role): live
+        for live in ("submitted", "received", "info_requested", "info_supplied", "accepted",
+                     "in_progress")
+        for event, role in (("permission_requested", ADR), ("permission_granted", ORG),
+                            ("permission_refused", ORG))
+    },
 }
 
 ASSIST_ALLOWED: dict[tuple[str, str, Role], str] = {
@@ -171,6 +187,10 @@ def addressed(origin: str, addressee: str, sender: str) -> str:
 def data_for(event: str, origin: str, addressee: str) -> dict[str, Any]:
     if event == "forwarded":
         return {"to_region": third(origin, addressee)}
+    if event in ("permission_requested", "permission_granted"):
+        return {"purpose": "onward_sharing", "target_region": third(origin, addressee)}
+    if event == "permission_refused":
+        return {"purpose": "judicial_use"}
     return {}
 
 
@@ -1079,3 +1099,170 @@ def test_walk_strategy_reaches_every_family_and_terminal() -> None:
     collect()
     assert {f for f, _ in seen} == set(FAMILIES)
     assert any(s in TERMINAL["lead"] for f, s in seen if f == "lead")
+
+
+# --- handling codes: permissions and the H2 rule on forwarding ---------------------------------
+
+H2_LEAD = ("TJ", "HE")  # origin, addressee; BJ is the third region
+
+
+def h2_steps(handling: tuple[str, ...] = ("H2",), origin: str = "TJ", addressee: str = "HE") -> list[Step]:
+    rid = new_referral_id(origin)
+    return [
+        Step("lead.submitted", origin, addressee, rid, "e1", {}, handling),
+        Step("lead.received", addressee, origin, rid, "e2", {}),
+    ]
+
+
+def lead_step(state: ReferralState, event: str, sender: str, data: Mapping[str, Any], n: int = 0) -> Step:
+    to = state.addressee if sender == state.origin else state.origin
+    return Step(f"lead.{event}", sender, to, state.referral_id, f"p{n}", dict(data))
+
+
+def onward(target: str) -> dict[str, str]:
+    return {"purpose": "onward_sharing", "target_region": target}
+
+
+def test_opening_handling_codes_bind_the_referral() -> None:
+    steps = h2_steps(("H1", "H2"))
+    state = LIFECYCLES.replay(steps)
+    assert state.handling == ("H1", "H2") and state.permissions == frozenset()
+    later = LIFECYCLES.apply(state, lead_step(state, "info_requested", "HE", {"questions": ["?"]}))
+    assert later.handling == ("H1", "H2")  # later events' own handling does not change it
+
+
+def test_h2_lead_is_forwarded_only_with_the_origins_permission() -> None:
+    state = LIFECYCLES.replay(h2_steps())
+    with pytest.raises(HandlingRestricted) as info:
+        LIFECYCLES.apply(state, lead_step(state, "forwarded", "HE", {"to_region": "BJ"}))
+    err = info.value
+    assert err.code == "handling_restricted" and isinstance(err, LifecycleError)
+    assert err.details["handling"] == "H2" and err.details["target_region"] == "BJ"
+    assert err.details["referral_id"] == state.referral_id and err.details["sender"] == "HE"
+    assert "H2" in err.message and state.referral_id in err.message and "BJ" in err.message
+
+    asked = LIFECYCLES.apply(state, lead_step(state, "permission_requested", "HE",
+                                              {**onward("BJ"), "reason": "r"}, 1))
+    assert asked.state == "received" and asked.permissions == frozenset()
+    assert asked.events == state.events + 1
+    with pytest.raises(HandlingRestricted):  # asking is not enough
+        LIFECYCLES.apply(asked, lead_step(asked, "forwarded", "HE", {"to_region": "BJ"}))
+    granted = LIFECYCLES.apply(asked, lead_step(asked, "permission_granted", "TJ", onward("BJ"), 2))
+    assert granted.state == "received" and granted.permissions == {"onward_sharing:BJ"}
+    done = LIFECYCLES.apply(granted, lead_step(granted, "forwarded", "HE", {"to_region": "BJ"}, 3))
+    assert done.state == "forwarded" and done.permissions == {"onward_sharing:BJ"}
+
+
+def test_a_permission_names_its_target_and_a_refusal_withdraws_a_grant() -> None:
+    state = LIFECYCLES.replay(h2_steps())
+    # A grant for another region (a fourth one, as far as the pure machine cares) does not do.
+    other = LIFECYCLES.apply(state, lead_step(state, "permission_granted", "TJ", onward("SD")))
+    with pytest.raises(HandlingRestricted):
+        LIFECYCLES.apply(other, lead_step(other, "forwarded", "HE", {"to_region": "BJ"}))
+    judicial = LIFECYCLES.apply(other, lead_step(other, "permission_granted", "TJ", {"purpose": "judicial_use"}))
+    assert judicial.permissions == {"onward_sharing:SD", "judicial_use"}
+    granted = LIFECYCLES.apply(judicial, lead_step(judicial, "permission_granted", "TJ", onward("BJ")))
+    refused = LIFECYCLES.apply(granted, lead_step(granted, "permission_refused", "TJ",
+                                                  {**onward("BJ"), "reason": "r"}))
+    assert refused.permissions == {"onward_sharing:SD", "judicial_use"}
+    with pytest.raises(HandlingRestricted):
+        LIFECYCLES.apply(refused, lead_step(refused, "forwarded", "HE", {"to_region": "BJ"}))
+
+
+@pytest.mark.parametrize("handling", [(), ("H0",), ("H1",), ("H3",), ("H0", "H1", "H3")])
+def test_without_h2_a_lead_is_forwarded_freely(handling: tuple[str, ...]) -> None:
+    state = LIFECYCLES.replay(h2_steps(handling))
+    assert LIFECYCLES.apply(state, lead_step(state, "forwarded", "HE", {"to_region": "BJ"})).state == "forwarded"
+
+
+def test_the_third_region_rule_comes_first_even_with_h2() -> None:
+    state = LIFECYCLES.replay(h2_steps())
+    with pytest.raises(LifecycleError) as info:
+        LIFECYCLES.apply(state, lead_step(state, "forwarded", "HE", {"to_region": "TJ"}))
+    assert type(info.value) is LifecycleError and "third region" in info.value.message
+
+
+def test_permission_roles_targets_and_terminal_states() -> None:
+    state = LIFECYCLES.replay(h2_steps())
+    for event, wrong in (("permission_requested", "TJ"), ("permission_granted", "HE"),
+                         ("permission_refused", "HE")):
+        with pytest.raises(LifecycleError) as info:
+            LIFECYCLES.apply(state, lead_step(state, event, wrong, onward("BJ")))
+        assert_names(info.value, "received", event, wrong)
+    for target in H2_LEAD:  # onward sharing is with a third region
+        with pytest.raises(LifecycleError) as info:
+            LIFECYCLES.apply(state, lead_step(state, "permission_granted", "TJ", onward(target)))
+        assert type(info.value) is LifecycleError and "third region" in info.value.message
+    rejected = LIFECYCLES.apply(state, lead_step(state, "rejected", "HE", {}))
+    for event, sender in (("permission_requested", "HE"), ("permission_granted", "TJ")):
+        with pytest.raises(LifecycleError) as info:
+            LIFECYCLES.apply(rejected, lead_step(rejected, event, sender, onward("BJ")))
+        assert "terminal" in info.value.message
+
+
+def test_handling_codes_only_restrict_leads() -> None:
+    """The H2 rule is on forwarding; other families record the codes and carry on."""
+    rid = new_referral_id("BJ")
+    state = LIFECYCLES.apply(None, Step("assist.requested", "BJ", "TJ", rid, "e1", {}, ("H2",)))
+    assert state.handling == ("H2",)
+    assert LIFECYCLES.apply(state, Step("assist.received", "TJ", "BJ", rid, "e2")).state == "received"
+
+
+ANSWERS = st.lists(
+    st.tuples(
+        st.sampled_from(["permission_requested", "permission_granted", "permission_refused",
+                         "info_requested", "info_supplied"]),
+        st.sampled_from(["BJ", "SD", None]),  # onward sharing to BJ, to SD, or judicial use
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([("H2",), ("H0", "H2"), ("H1",), ("H0",)]), ANSWERS, st.sampled_from(["BJ", "SD"]))
+def test_forwarding_an_h2_lead_follows_the_last_answer(handling: tuple[str, ...],
+                                                       answers: list[tuple[str, str | None]],
+                                                       target: str) -> None:
+    """Random permission traffic on a lead: forwarding to ``target`` is legal exactly when
+    the lead is not H2, or the origin's last answer about onward sharing to it was a grant."""
+    steps = h2_steps(handling)
+    state = LIFECYCLES.replay(steps)
+    granted: set[str] = set()  # the hand-written model
+    for n, (event, region) in enumerate(answers):
+        purpose = {"purpose": "judicial_use"} if region is None else onward(region)
+        data: dict[str, Any] = {
+            "permission_requested": {**purpose, "reason": "r"},
+            "permission_granted": purpose,
+            "permission_refused": {**purpose, "reason": "r"},
+            "info_requested": {"questions": ["?"]},
+            "info_supplied": {"answers": "a"},
+        }[event]
+        sender = "HE" if event in ("permission_requested", "info_requested") else "TJ"
+        step = lead_step(state, event, sender, data, n)
+        if model("lead", state, event, sender) is None:
+            with pytest.raises(LifecycleError):
+                LIFECYCLES.apply(state, step)
+            continue
+        after = LIFECYCLES.apply(state, step)
+        if event.startswith("permission_"):
+            assert after.state == state.state  # permissions never move the lead
+        key_ = "judicial_use" if region is None else f"onward_sharing:{region}"
+        if event == "permission_granted":
+            granted.add(key_)
+        elif event == "permission_refused":
+            granted.discard(key_)
+        assert after.permissions == granted and after.handling == handling
+        steps.append(step)
+        state = after
+    assert LIFECYCLES.replay(steps) == state  # permissions are part of the replayed state
+    forward = lead_step(state, "forwarded", "HE", {"to_region": target}, 99)
+    allowed = "H2" not in handling or f"onward_sharing:{target}" in granted
+    if state.state not in ("received", "info_supplied"):
+        with pytest.raises(LifecycleError):
+            LIFECYCLES.apply(state, forward)
+    elif allowed:
+        assert LIFECYCLES.apply(state, forward).state == "forwarded"
+    else:
+        with pytest.raises(HandlingRestricted) as info:
+            LIFECYCLES.apply(state, forward)
+        assert info.value.details["target_region"] == target

@@ -312,7 +312,7 @@ def test_revoked_key() -> None:
             r.verify(event.wire, "BJ", at)
         assert info.value.code == "key_revoked"
         assert key_id in info.value.message
-        assert info.value.details == {"keyid": key_id}
+        assert info.value.details == {"keyid": key_id, "revoked_at": revoked_at.isoformat()}
     r = roster()
     r.revoke(key_id, at + timedelta(microseconds=1))  # not retroactive
     r.verify(event.wire, "BJ", at)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 from nats.js import JetStreamContext
 
 from xregion.codec import DecodedEvent
@@ -22,7 +24,7 @@ from xregion.compose import compose
 from xregion.contracts.catalog import Catalog
 from xregion.contracts.common import AttachmentRef, Contract
 from xregion.deadlines import DeadlinePolicy
-from xregion.errors import ContractError, UnknownReferral
+from xregion.errors import ContractError, HandlingRestricted, UnknownReferral
 from xregion.ids import new_referral_id
 from xregion.lifecycle import LIFECYCLES, ReferralState, Role
 from xregion.runtime.consumer import digest_of_info
@@ -30,6 +32,8 @@ from xregion.runtime.outbox import Outbox
 from xregion.runtime.store import HistoryEntry, Store
 
 CHUNK = 1024 * 1024
+
+log = structlog.get_logger("xregion.client")
 
 
 class AttachmentMismatch(ContractError):
@@ -161,11 +165,28 @@ class RegionClient:
             answer_by=due,
             time=now,
         )
-        return await self._outbox.submit(unsigned)
+        sent = await self._outbox.submit(unsigned)
+        env = sent.envelope
+        log.info(
+            "event submitted",
+            region=self.region,
+            event_id=env.id,
+            referral_id=env.subject,
+            type=env.event_type,
+            to=env.addressee,
+            handling=env.handling,
+        )
+        return sent
 
     async def forward_lead(self, referral_id: str, to_region: str, reason: str) -> tuple[DecodedEvent, DecodedEvent]:
         """Forward a lead addressed to this region to a third region: ``lead.forwarded`` on the
-        original and a new, linked ``lead.submitted``, committed together."""
+        original and a new, linked ``lead.submitted``, committed together.
+
+        The new lead carries the original's handling codes (and note), and its personal data
+        sealed anew to ``to_region``. A lead marked H2 needs the origin's ``permission_granted``
+        for ``onward_sharing`` to ``to_region`` first (ask with ``lead.permission_requested``);
+        without it :class:`~xregion.errors.HandlingRestricted` is raised and nothing is sent.
+        """
         submitted = await self._store.read(
             lambda db: db.execute(
                 "SELECT payload FROM inbox WHERE referral_id = ? AND event_type = 'lead.submitted'",
@@ -174,25 +195,37 @@ class RegionClient:
         )
         if submitted is None:
             raise UnknownReferral(f"no lead.submitted of {referral_id} in {self.region}'s inbox")
-        import json
-
-        original = json.loads(submitted[0])
-        data = dict(original["data"])
+        original = json.loads(submitted[0])  # as signed: its personal data sealed to this region
+        model = self._catalog.by_ce_type(original["type"]).model
+        data = self._outbox.sealing.open(model, original["data"])
         data["forwarded_from"] = {"referral_id": referral_id, "region": self.region}
         new_id = new_referral_id(self.region)
-        async with self._store.transaction():
-            forwarded = await self.send(
-                referral_id,
-                "lead.forwarded",
-                {"to_region": to_region, "new_referral_id": new_id, "reason": reason},
+        try:
+            async with self._store.transaction():
+                forwarded = await self.send(
+                    referral_id,
+                    "lead.forwarded",
+                    {"to_region": to_region, "new_referral_id": new_id, "reason": reason},
+                )
+                opened = await self.open(
+                    "lead.submitted",
+                    to=to_region,
+                    data=data,
+                    referral_id=new_id,
+                    handling=original.get("handling", "H0"),
+                    handling_note=original.get("handlingnote"),
+                    correlation_id=original.get("correlationid", referral_id),
+                )
+        except HandlingRestricted as exc:
+            log.warning(
+                "forward refused by handling code",
+                region=self.region,
+                referral_id=referral_id,
+                reason_code=exc.code,
+                handling=exc.details.get("handling"),
+                target_region=to_region,
             )
-            opened = await self.open(
-                "lead.submitted",
-                to=to_region,
-                data=data,
-                referral_id=new_id,
-                correlation_id=original.get("correlationid", referral_id),
-            )
+            raise
         return forwarded, opened
 
     # --- reading ------------------------------------------------------------------------

@@ -17,19 +17,31 @@ from typing import Any
 import structlog
 from faststream import FastStream
 from faststream.nats import NatsBroker
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+from faststream.nats.security import NatsNKey, NatsSecurity
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from xregion.adapter.asyncapi import declare_channels
 from xregion.adapter.client import RegionClient
 from xregion.config import BusConfig, load_config
 from xregion.contracts.catalog import CATALOG, Catalog
-from xregion.keys import load_roster, load_signer
+from xregion.errors import ConfigError, XRegionError
+from xregion.keys import ROSTER_FILE, load_signer, private_key_path
+from xregion.runtime.alerts import SecurityAlerts
+from xregion.runtime.connection import ClientIdentity, ConnectGate, connection_options
 from xregion.runtime.consumer import Consumer, Delivery, Handler
+from xregion.runtime.keyfiles import KeyFile, LiveRoster
 from xregion.runtime.outbox import Outbox
 from xregion.runtime.relay import Relay
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.store import Store
 from xregion.runtime.topology import TopologyReport, ensure_topology
+from xregion.sealing import FieldSealing
 from xregion.signing import KeyRoster, Signer
 
 log = structlog.get_logger("xregion.adapter")
@@ -39,35 +51,17 @@ async def log_only(delivery: Delivery) -> None:
     """Default handler: the event is in the adapter's inbox and referral view; nothing else."""
 
 
-def connection_options(name: str) -> dict[str, Any]:
-    """nats-py options for a process that must survive outages of any length.
-
-    ``max_reconnect_attempts=-1``: the client never gives up, so it never reaches the
-    closed state in which FastStream's pull loops spin (field notes, pitfall 1).
-    """
-
-    async def on_error(exc: Exception) -> None:
-        log.warning("nats connection error", client=name, error=type(exc).__name__, detail=str(exc)[:200])
-
-    async def on_disconnect() -> None:
-        log.warning("nats disconnected", client=name)
-
-    async def on_reconnect() -> None:
-        log.info("nats reconnected", client=name)
-
-    async def on_closed() -> None:
-        log.info("nats connection closed", client=name)
-
-    return {
-        "name": name,
-        "max_reconnect_attempts": -1,
-        "reconnect_time_wait": 1,
-        "allow_reconnect": True,
-        "error_cb": on_error,
-        "disconnected_cb": on_disconnect,
-        "reconnected_cb": on_reconnect,
-        "closed_cb": on_closed,
-    }
+def broker_options(options: dict[str, Any]) -> dict[str, Any]:
+    """:func:`connection_options` as :class:`NatsBroker` takes them: FastStream wants the TLS
+    context and the NKey seed as one ``security=`` object, the rest as they are."""
+    options = dict(options)
+    context = options.pop("tls", None)
+    seed = options.pop("nkeys_seed_str", None)
+    if seed is not None:
+        options["security"] = NatsNKey.from_seed(seed, ssl_context=context)
+    elif context is not None:
+        options["security"] = NatsSecurity(ssl_context=context)
+    return options
 
 
 class Adapter:
@@ -78,7 +72,7 @@ class Adapter:
         region: str,
         *,
         signer: Signer,
-        roster: KeyRoster,
+        roster: KeyRoster | LiveRoster,
         nats_url: str,
         store_path: Path,
         config: BusConfig | None = None,
@@ -87,24 +81,41 @@ class Adapter:
         handler: Handler = log_only,
         catalog: Catalog = CATALOG,
         versions: tuple[str, ...] = ("v1",),
+        key_file: Path | None = None,
     ) -> None:
         self.config = config or load_config()
         self.region = self.config.regions.check_region(region)
         self.agency = agency or next(iter(self.config.regions.get(region).agencies))
         self.signer = signer
         self.roster = roster
+        self.key_file = KeyFile(key_file, self.region, signer) if key_file is not None else None
+        self.alerts: SecurityAlerts | None = None
         self.nats_url = nats_url
         self.settings = settings or RuntimeSettings()
         self.catalog = catalog
         self.versions = versions
         self.handler = handler
-        self.broker = NatsBroker(nats_url.split(","), **connection_options(f"xregion-adapter-{region}"))
+        self.identity = ClientIdentity.from_settings(self.settings, self.region)
+        self._connected = ConnectGate()
+        options = connection_options(f"xregion-adapter-{region}", self.identity, gate=self._connected, url=nats_url)
+        self.broker = NatsBroker(nats_url.split(","), **broker_options(options))
         declare_channels(self.broker, catalog, self.settings)
         self.store = Store(store_path)
         self.relay: Relay | None = None
         self.consumer: Consumer | None = None
+        # Personal data is sealed to the addressee's current roster keys and opened with this
+        # region's own key; both read at each use, so reloads and rotations apply at once.
+        self.sealing = FieldSealing(
+            lambda: self.roster.roster if isinstance(self.roster, LiveRoster) else self.roster,
+            lambda: [self.signer],
+        )
         self.outbox = Outbox(
-            self.store, signer, catalog=catalog, registry=self.config.regions, on_commit=self._wake_relay
+            self.store,
+            signer,
+            catalog=catalog,
+            registry=self.config.regions,
+            sealing=self.sealing,
+            on_commit=self._wake_relay,
         )
         self.client = RegionClient(
             region=self.region,
@@ -120,7 +131,52 @@ class Adapter:
 
     @classmethod
     def from_keys_dir(cls, region: str, keys_dir: Path, **kwargs: Any) -> Adapter:
-        return cls(region, signer=load_signer(keys_dir, region), roster=load_roster(keys_dir), **kwargs)
+        """An adapter using ``keys_dir``'s roster and private key, both reloaded when they change."""
+        settings = kwargs.get("settings") or RuntimeSettings()
+        return cls(
+            region,
+            signer=load_signer(keys_dir, region),
+            roster=LiveRoster.load(keys_dir / ROSTER_FILE, min_interval_s=settings.key_reload_s),
+            key_file=private_key_path(keys_dir, region),
+            **kwargs,
+        )
+
+    # --- keys ---------------------------------------------------------------------------
+
+    def rotate_signer(self, signer: Signer) -> None:
+        """Sign everything submitted from now on with ``signer``, without a restart.
+
+        Events already in the outbox keep the signature they got when they were submitted
+        and stay valid: a rotated-out key remains valid for every event whose ``time`` falls
+        in its validity, however late the event is published.
+        """
+        if signer.party != self.region:
+            raise ConfigError(f"a key of {signer.party} cannot sign for {self.region}")
+        previous = self.signer.key_id
+        self.signer = signer
+        self.outbox.signer = signer
+        if self.key_file is not None:
+            self.key_file.key_id = signer.key_id
+        log.info("signing key rotated", region=self.region, previous_key=previous, key=signer.key_id)
+        roster = self.roster.roster if isinstance(self.roster, LiveRoster) else self.roster
+        if signer.key_id not in roster:
+            log.warning(
+                "the new signing key is not in this adapter's roster; addressees must have it to verify",
+                region=self.region,
+                key=signer.key_id,
+            )
+
+    def check_keys(self) -> None:
+        """Pick up a changed roster file and a rotated private key file now."""
+        if isinstance(self.roster, LiveRoster):
+            self.roster.refresh()
+        if self.key_file is not None and (signer := self.key_file.poll()) is not None:
+            self.rotate_signer(signer)
+
+    async def _watch_keys(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.key_reload_s)
+            self.check_keys()
 
     def _wake_relay(self) -> None:
         if self.relay is not None:
@@ -132,23 +188,36 @@ class Adapter:
         """Open the store, connect (retrying until the broker answers), declare, run."""
         await self.store.open()
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(Exception),
+            # A TLS or authentication failure will not heal by retrying (ConnectionSecurityError).
+            retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(XRegionError),
             wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.5),
             stop=stop_after_delay(self.settings.connect_timeout_s * 12),
             reraise=True,
         ):
             with attempt:
                 await self.broker.start()
+        self._connected.open()
         await self._run_parts()
         return self
 
     async def _run_parts(self) -> None:
         js = self.broker.connection.jetstream()
-        self.topology = await ensure_topology(js, self.settings, (self.region,), versions=self.versions)
+        # A region connecting with its own NKey identity may not create streams or consumers
+        # (the operator, ADMIN, declares them): it only verifies they exist.
+        self.topology = await ensure_topology(
+            js, self.settings, (self.region,), versions=self.versions, declare=self.identity.nkey_seed is None
+        )
         for drift in self.topology.drift:
             log.warning("stream settings differ from xregion defaults; left unchanged", region=self.region, drift=drift)
         self.client._js = js
         self.relay = Relay(self.store, js, self.settings.stream)
+        self.alerts = SecurityAlerts(
+            js,
+            self.region,
+            lambda: self.signer,
+            stream=self.settings.dead_letter_stream,
+            retry_s=self.settings.alert_retry_s,
+        )
         self.consumer = Consumer(
             region=self.region,
             js=js,
@@ -159,10 +228,13 @@ class Adapter:
             settings=self.settings,
             handler=self.handler,
             submit=self._answer,
+            alerts=self.alerts,
+            sealing=self.sealing,
         )
         self._tasks = [
             asyncio.create_task(self._supervise("relay", self.relay.run)),
             asyncio.create_task(self._supervise("consumer", self.consumer.run)),
+            asyncio.create_task(self._supervise("keys", self._watch_keys)),
         ]
         log.info("adapter running", region=self.region, agency=self.agency, nats=self.nats_url)
 
@@ -190,10 +262,25 @@ class Adapter:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: nats-py can swallow a cancellation that lands inside a fetch
+            # (asyncio.wait_for on Python 3.11); closing the connection then ends the fetch.
+            _, pending = await asyncio.wait(self._tasks, timeout=5.0)
+            if pending:
+                log.warning("adapter parts ignored cancellation; closing the connection", region=self.region)
+                nc = self.broker._connection
+                if nc is not None and not nc.is_closed:
+                    with contextlib.suppress(Exception):
+                        await nc.close()
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=5.0)
+            for task in self._tasks:
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: _supervise already logged it
         self._tasks = []
+        if self.alerts is not None:
+            await self.alerts.close(timeout=3.0)
         self._stopping = True
         nc = self.broker._connection
         if nc is not None and not nc.is_closed:
@@ -203,6 +290,10 @@ class Adapter:
                 await nc.flush(timeout=2)
             with contextlib.suppress(Exception):
                 await nc.close()
+        # Forget the closed connection: NatsBroker.stop() drains any connection it still holds,
+        # and FastStream calls it again after the shutdown hooks of `xregion adapter run`; a
+        # closed one raises ConnectionClosedError there and the process exits 1 on SIGTERM.
+        self.broker._connection = None
         with contextlib.suppress(Exception):
             await self.broker.stop()
         await self.store.close()
@@ -219,6 +310,7 @@ class Adapter:
         """The FastStream application running this adapter (``xregion adapter run``)."""
 
         async def after_startup() -> None:
+            self._connected.open()
             await self.store.open()
             await self._run_parts()
 
@@ -228,4 +320,4 @@ class Adapter:
         return FastStream(self.broker, after_startup=[after_startup], on_shutdown=[on_shutdown])
 
 
-__all__ = ["Adapter"]
+__all__ = ["Adapter", "broker_options", "connection_options"]

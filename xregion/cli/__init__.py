@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from xregion.cli import run, schemas
+from xregion.cli import ops, run, schemas
 
 app = typer.Typer(
     name="xregion",
@@ -17,6 +17,7 @@ app.command()(run.broker)
 app.add_typer(run.keys_app, name="keys")
 app.add_typer(run.adapter_app, name="adapter")
 app.add_typer(schemas.app, name="schemas")
+app.add_typer(ops.app, name="ops")
 
 
 def main() -> None:

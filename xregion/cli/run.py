@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import signal
+import socket
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from xregion.cli.common import LogFormat, NatsUrl
+from xregion.cli.common import (
+    Insecure,
+    LogFormat,
+    NatsUrl,
+    NkeySeed,
+    SecurityDirOption,
+    TlsCa,
+    TlsCert,
+    TlsKey,
+    client_settings,
+)
 from xregion.config import load_config
 from xregion.errors import XRegionError
 from xregion.logs import configure_logging
@@ -27,6 +40,8 @@ def demo(
     workdir: Annotated[Path | None, typer.Option(help="Keep state here instead of a temporary directory.")] = None,
     log_format: LogFormat = "json",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the adapters' logs.")] = False,
+    insecure: Insecure = False,
+    security_dir: SecurityDirOption = None,
 ) -> None:
     """Start the embedded broker and adapters for BJ, TJ and HE and play a scenario over all four families."""
     from xregion.demo import DemoFailure, run_demo
@@ -38,7 +53,7 @@ def demo(
 
         configure_logging(log_format, level=logging.ERROR)
     try:
-        asyncio.run(run_demo(nats_url, workdir, console))
+        asyncio.run(run_demo(nats_url, workdir, console, insecure=insecure, security_dir=security_dir))
     except (DemoFailure, XRegionError) as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -52,20 +67,55 @@ def broker(
         bool,
         typer.Option("--no-sync-always", help="fsync every 2 min instead of every write (faster, not evidence-grade)."),
     ] = False,
+    insecure: Insecure = False,
+    security_dir: SecurityDirOption = None,
 ) -> None:
-    """Run the embedded nats-server with JetStream and the project's configuration until Ctrl-C."""
+    """Run the embedded nats-server with JetStream and the project's configuration until Ctrl-C.
+
+    Secure by default: NKey users with per-party permissions and mutual TLS from
+    SECURITY_DIR (default DATA_DIR/security; development material is generated there if
+    absent), and the topology declared with the ADMIN identity."""
+    from xregion.permissions import OPERATOR
+    from xregion.runtime.operator import apply_topology
+    from xregion.runtime.security import ensure_dev_security
     from xregion.runtime.server import EmbeddedServer, ServerConfig
 
-    server = EmbeddedServer(ServerConfig(store_dir=data_dir, port=port, host=host, sync_always=not no_sync_always))
+    config = ServerConfig(store_dir=data_dir, port=port, host=host, sync_always=not no_sync_always)
+    regions = load_config().regions.codes
+    server = EmbeddedServer(config)
     try:
+        sec = None
+        if not insecure:
+            hosts = ["127.0.0.1", "localhost", socket.gethostname()]
+            if host not in ("0.0.0.0", "::", *hosts):
+                hosts.append(host)
+            sec = ensure_dev_security(security_dir or data_dir / "security", regions, hosts=hosts)
+            sec.secure(config)
         server.start()
+        if sec is not None and sec.has_identity(OPERATOR):
+            report = asyncio.run(apply_topology(server.url, regions, identity=sec.identity(OPERATOR)))
+            for line in report.created:
+                console.print(f"created {line}")
     except XRegionError as exc:
-        console.print(f"[red]{exc}[/red]")
+        server.stop()
+        console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False)
         raise typer.Exit(1) from None
     console.print(f"nats-server running at {server.url}; store {data_dir}; config {server.conf_file}; Ctrl-C stops it")
+    if sec is None:
+        console.print("[yellow]--insecure: development only — no authentication, no TLS[/yellow]")
+    else:
+        p = sec.identity("<PARTY>")
+        console.print(
+            f"users: {sec.auth_file} (after a change: kill -HUP {os.getpid()}); "
+            f"clients connect with --tls-ca {p.tls_ca} --tls-cert {p.tls_cert} --tls-key {p.tls_key} "
+            f"--nkey-seed {p.nkey_seed}",
+            highlight=False,
+        )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    # SIGHUP (systemctl reload): nats-server re-reads auth.conf and the certificates.
+    signal.signal(signal.SIGHUP, lambda *_: server.reload())
     while not stop.wait(0.5):
         if not server.running:
             console.print(f"[red]nats-server exited[/red]\n{server.log_tail()}")
@@ -89,6 +139,85 @@ def keys_init(
     console.print(f"roster: {keys_dir / 'roster.json'} (public); private keys under {keys_dir / 'private'} (mode 0600)")
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``7d``, ``12h``, ``30m``, ``90s``, ``2w`` or plain seconds."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:])
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a duration (e.g. 7d, 12h, 30m, 90s)") from None
+    if seconds < 0:
+        raise typer.BadParameter("a duration cannot be negative")
+    return timedelta(seconds=seconds)
+
+
+def parse_moment(text: str) -> datetime:
+    """``now`` or an ISO 8601 time with a UTC offset (``2026-11-25T06:30:00+08:00``, ``...Z``)."""
+    if text.strip().lower() == "now":
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter("give the time with its UTC offset (Z or +08:00)")
+    return moment
+
+
+KeysDir = Annotated[Path, typer.Option(help="Keys directory (roster.json, private/<party>.key).")]
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    party: Annotated[str, typer.Option(help="Party whose key is rotated (BJ, TJ, HE, COORD, ...).")],
+    keys_dir: KeysDir = Path(".xregion/keys"),
+    overlap: Annotated[str, typer.Option(help="How long the old key stays valid beside the new one.")] = "7d",
+) -> None:
+    """Give a party a new signing key without downtime.
+
+    The new key enters roster.json valid from now; the party's current key stays valid for
+    the overlap. Distribute roster.json to every adapter (they reload it when it changes);
+    the party's adapter picks up its new private key file by itself.
+    """
+    from xregion.keys import private_key_path, rotate_key
+
+    try:
+        signer, closed = rotate_key(keys_dir, party, parse_duration(overlap))
+    except XRegionError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    for key in closed:
+        until = key.valid_until.isoformat() if key.valid_until else "-"
+        console.print(f"{party:6} {key.key_id}  valid until {until}")
+    console.print(f"{party:6} {signer.key_id}  new, valid from now")
+    console.print(f"roster: {keys_dir / 'roster.json'}; private key: {private_key_path(keys_dir, party)} (mode 0600)")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="Key id, e.g. BJ:9fe888a4c9e95064.")],
+    reason: Annotated[str, typer.Option(help="Why (compromised, lost, ...): recorded in the roster.")],
+    at: Annotated[str, typer.Option(help="Revoked from this time on: ISO 8601 with offset, or 'now'.")] = "now",
+    keys_dir: KeysDir = Path(".xregion/keys"),
+) -> None:
+    """Revoke a key in roster.json: events it signed at or after TIME, or that reach the bus
+    later than TIME + XREGION_REVOCATION_GRACE_S, are refused (key_revoked)."""
+    from xregion.keys import revoke_key
+
+    try:
+        key = revoke_key(keys_dir, key_id, parse_moment(at), reason)
+    except XRegionError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    revoked = key.revoked_at.isoformat() if key.revoked_at else "?"
+    console.print(f"{key.party:6} {key.key_id}  revoked at {revoked} ({reason}); distribute {keys_dir / 'roster.json'}")
+
+
 def load_handler(spec: str) -> Any:
     module, _, name = spec.partition(":")
     if not name:
@@ -105,9 +234,17 @@ def adapter_run(
     agency: Annotated[str | None, typer.Option(help="Agency code used for automatic receipts.")] = None,
     handler: Annotated[str | None, typer.Option(help="module:function receiving each Delivery.")] = None,
     log_format: LogFormat = "auto",
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    nkey_seed: NkeySeed = None,
 ) -> None:
-    """Run one region's adapter (a FastStream application) until SIGTERM/Ctrl-C."""
+    """Run one region's adapter (a FastStream application) until SIGTERM/Ctrl-C.
+
+    Against a secured server give the region's identity: --nkey-seed and --tls-ca/--tls-cert/
+    --tls-key (or XREGION_NKEY_SEED, XREGION_TLS_CA, XREGION_TLS_CERT, XREGION_TLS_KEY)."""
     from xregion.adapter import Adapter
+    from xregion.runtime.settings import RuntimeSettings
 
     configure_logging(log_format)
     if nats_url is None:
@@ -117,6 +254,7 @@ def adapter_run(
         "nats_url": nats_url,
         "store_path": store or Path(f".xregion/{region}.db"),
         "agency": agency,
+        "settings": RuntimeSettings(**client_settings(tls_ca, tls_cert, tls_key, nkey_seed)),
     }
     if handler:
         kwargs["handler"] = load_handler(handler)
@@ -125,4 +263,8 @@ def adapter_run(
     except XRegionError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    asyncio.run(adapter.app().run())
+    try:
+        asyncio.run(adapter.app().run())
+    except XRegionError as exc:  # e.g. TLS or NKey refused, topology missing: no retry will help
+        console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False)
+        raise typer.Exit(1) from None

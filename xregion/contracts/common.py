@@ -2,8 +2,9 @@
 
 Everything here is a pydantic type whose JSON Schema is part of the v1 contract. Text is
 kept exactly as sent (Chinese included): no normalisation, no stripping. Fields holding
-personal data carry ``x-sensitive: true`` in their schema; the security layer encrypts and
-redacts them.
+personal data carry ``x-sensitive: true`` in their schema and accept either the plain value
+or a :class:`Sealed` one: adapters seal them to the addressee on the wire
+(:mod:`xregion.sealing`), and logs redact them.
 """
 
 from __future__ import annotations
@@ -123,6 +124,27 @@ AmountCny = Annotated[
 ]
 
 
+class Sealed(Contract):
+    """A sensitive value sealed to its recipients (see :mod:`xregion.sealing`).
+
+    ``sealed`` maps each recipient's roster key id to the standard-base64 libsodium sealed
+    box (X25519 + XSalsa20-Poly1305) of the value's UTF-8 JSON text. Only the holder of the
+    recipient key can read it; the signature covers the boxes.
+    """
+
+    sealed: dict[
+        str,
+        Annotated[str, StringConstraints(min_length=64, max_length=60_000, pattern=r"^[A-Za-z0-9+/]+={0,2}$")],
+    ] = Field(min_length=1, description="Recipient key id → base64 sealed box of the value's JSON text.")
+
+
+SensitiveText = Annotated[
+    ShortText | Sealed,
+    Field(json_schema_extra=SENSITIVE),
+]
+"""Personal data (``x-sensitive``): plain text, or on the wire sealed to the addressee."""
+
+
 class Receipt(Contract):
     """Automatic receipt: the addressee's adapter has the event durably stored and handed
     to its regional system."""
@@ -158,12 +180,12 @@ class Entity(Contract):
     """A party involved: suspect, right holder, blacklisted subject. Holds personal data."""
 
     kind: EntityKind
-    name: Annotated[ShortText, Field(json_schema_extra=SENSITIVE)]
+    name: SensitiveText
     uscc: UnifiedSocialCreditCode | None = Field(
         default=None, description="Required for enterprises and individual businesses."
     )
-    address: Annotated[ShortText, Field(json_schema_extra=SENSITIVE)] | None = None
-    contact: Annotated[ShortText, Field(json_schema_extra=SENSITIVE)] | None = None
+    address: SensitiveText | None = None
+    contact: SensitiveText | None = None
     online_store_url: Annotated[str, StringConstraints(max_length=2_000)] | None = None
 
     @model_validator(mode="after")

@@ -3,6 +3,12 @@
 ``submitted`` → ``received`` (automatic receipt) → ``accepted`` | ``rejected`` |
 ``info_requested`` ⇄ ``info_supplied`` | ``forwarded`` → ``progress``* → ``concluded``;
 the origin may ``withdrawn`` before acceptance.
+
+While the lead is open, the addressee may ask the origin for a permission its handling codes
+require (``permission_requested``: ``onward_sharing`` to a named region for H2,
+``judicial_use`` for H1, ``other_use`` for H0/H3) and the origin answers
+``permission_granted`` or ``permission_refused`` (reason required). These do not move the
+lead's state; the lifecycle records the permissions granted.
 """
 
 from __future__ import annotations
@@ -88,6 +94,49 @@ class Forwarded(Contract):
     reason: Reason
 
 
+class PermissionPurpose(StrEnum):
+    """What the addressee asks the origin's permission for (SIENA-style handling codes)."""
+
+    ONWARD_SHARING = "onward_sharing"  # H2: pass the lead on to ``target_region``
+    JUDICIAL_USE = "judicial_use"  # H1: use it in judicial proceedings
+    OTHER_USE = "other_use"  # H0/H3: use beyond the stated purpose or the handlingnote
+
+
+class _PermissionSubject(Contract):
+    purpose: PermissionPurpose
+    target_region: RegionCode | None = Field(
+        default=None, description="The region to share with; required for onward_sharing, absent otherwise."
+    )
+
+    @model_validator(mode="after")
+    def _target_with_onward_sharing(self) -> _PermissionSubject:
+        onward = self.purpose is PermissionPurpose.ONWARD_SHARING
+        if onward and self.target_region is None:
+            raise ValueError("onward_sharing names its target_region")
+        if not onward and self.target_region is not None:
+            raise ValueError(f"target_region is only for onward_sharing, not {self.purpose.value}")
+        return self
+
+
+class PermissionRequested(_PermissionSubject):
+    """The addressee asks the origin for a permission the lead's handling codes require."""
+
+    reason: Reason
+
+
+class PermissionGranted(_PermissionSubject):
+    """The origin grants the permission asked for (or grants it unasked)."""
+
+    conditions: list[ShortText] = Field(default_factory=list)
+    note: Text | None = None
+
+
+class PermissionRefused(_PermissionSubject):
+    """The origin refuses the permission (or withdraws one it granted); reason required."""
+
+    reason: Reason
+
+
 class Progress(Contract):
     stage: ShortText = Field(description="立案, 调查, 检查, 听证, ...")
     note: Text
@@ -132,4 +181,7 @@ EVENTS: dict[str, type[Contract]] = {
     "progress": Progress,
     "concluded": Concluded,
     "withdrawn": Withdrawn,
+    "permission_requested": PermissionRequested,
+    "permission_granted": PermissionGranted,
+    "permission_refused": PermissionRefused,
 }

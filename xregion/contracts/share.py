@@ -14,11 +14,11 @@ from enum import StrEnum
 from pydantic import Field, model_validator
 
 from xregion.contracts.common import (
-    SENSITIVE,
     Contract,
     DocumentRef,
     IPRightType,
     Reason,
+    SensitiveText,
     ShortText,
     Text,
     UnifiedSocialCreditCode,
@@ -27,7 +27,7 @@ from xregion.contracts.common import (
 
 class BlacklistEntry(Contract):
     uscc: UnifiedSocialCreditCode
-    name: ShortText = Field(json_schema_extra=SENSITIVE)
+    name: SensitiveText
     reason: Reason
     decision_refs: list[DocumentRef] = Field(min_length=1)
     restrictions: list[ShortText] = Field(min_length=1, description="Measures applied (联合惩戒).")

@@ -40,6 +40,7 @@ class Step:
     referral_id: str
     event_id: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
+    handling: tuple[str, ...] = ()  # the event's handling codes (H0-H3)
 
     @property
     def family(self) -> str:
@@ -52,7 +53,12 @@ class Step:
 
 @dataclass(frozen=True)
 class ReferralState:
-    """Where a referral stands. ``tracks`` is empty for one-addressee families."""
+    """Where a referral stands. ``tracks`` is empty for one-addressee families.
+
+    ``handling`` holds the handling codes of the opening event, which bind the whole
+    referral; ``permissions`` those the origin granted against them (``judicial_use``,
+    ``onward_sharing:<region>``, ...).
+    """
 
     referral_id: str
     family: str
@@ -62,6 +68,8 @@ class ReferralState:
     tracks: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     events: int = 1
     last_event_id: str = ""
+    handling: tuple[str, ...] = ()
+    permissions: frozenset[str] = frozenset()
 
     @property
     def is_broadcast(self) -> bool:
@@ -69,7 +77,11 @@ class ReferralState:
 
 
 Guard = Callable[[ReferralState, Step], str | None]
-"""Extra condition on a transition: returns why it is refused, or None."""
+"""Extra condition on a transition: returns why it is refused, or None (or raises a more
+specific :class:`~xregion.errors.LifecycleError` itself)."""
+
+Effect = Callable[[ReferralState, Step], ReferralState]
+"""What a transition records besides the state (e.g. a permission granted)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,7 @@ class Transition:
     target: str
     when: frozenset[str] = frozenset()
     guard: Guard | None = None
+    effect: Effect | None = None
 
 
 def t(
@@ -96,10 +109,11 @@ def t(
     *,
     when: Iterable[str] = (),
     guard: Guard | None = None,
+    effect: Effect | None = None,
 ) -> Transition:
     """Shorthand for a :class:`Transition`; ``target='='`` keeps the state."""
     sources = frozenset([source] if isinstance(source, str) else source)
-    return Transition(event, by, sources, target, frozenset(when), guard)
+    return Transition(event, by, sources, target, frozenset(when), guard, effect)
 
 
 @dataclass(frozen=True)
@@ -178,6 +192,7 @@ class Lifecycle:
             state=self.openings[step.event],
             events=1,
             last_event_id=step.event_id,
+            handling=tuple(step.handling),
         )
 
     # --- later events -------------------------------------------------------------------
@@ -217,7 +232,8 @@ class Lifecycle:
                     sender=step.sender,
                     role=role.value,
                 )
-            return self._move(state, step, role, current, tr.target)
+            moved = self._move(state, step, role, current, tr.target)
+            return moved if tr.effect is None else tr.effect(moved, step)
         raise self._illegal(state, step, role, current)
 
     def _role(self, state: ReferralState, step: Step) -> Role:

@@ -4,16 +4,26 @@ The consumer pulls its region's durable consumer in batches and handles each bat
 store transaction, message by message, in stream order (one savepoint each):
 
 1. parse and validate the envelope           → dead letter on failure (``malformed_json``, ...)
-2. skip this region's own broadcasts and events already in the inbox (redeliveries)
-3. verify the signature against the key roster → dead letter (``bad_signature``, ``unknown_key``, ...)
+2. skip this region's own broadcasts and redeliveries of messages already handled
+3. verify the signature against the key roster → dead letter (``bad_signature``, ``unknown_key``, ...);
+   (it covers the personal data as sent: sealed);
+   a key the roster does not know makes it reload the roster file once and retry (a key
+   rotated a moment ago); a key revoked before the event's time, or before it reached the
+   stream minus ``XREGION_REVOCATION_GRACE_S``, is ``key_revoked``. An event already handled
+   that comes back as another stream message (re-published with a new ``Nats-Msg-Id``, or
+   after the duplicate window) is a replay → dead letter ``chain_replay``
 4. follow the sender's link chain to us (``TJ>BJ``, ``TJ>ALL``) → a gap waits while earlier messages are still
    outstanding (redelivery after a crash can reorder), else dead letter; a fork or replay
    is dead-lettered at once. An authentic event advances its link's chain even when it
    is refused below, so one refused event does not block the sender's later ones.
-5. decode the payload, check parties, subject, attachments and lifecycle → dead letter
+5. decode the payload, check parties and subject, open the fields sealed to this region
+   (``unseal_failed``), check attachments and lifecycle → dead letter
 6. hand it to the regional system's handler; record it in the inbox; send the automatic
    receipt (``received`` / ``acknowledged``) — all in the same transaction
 7. commit, then acknowledge the messages to JetStream.
+
+Every dead letter for a forged, replayed or misrouted event (``alerts.SECURITY_CODES``) also
+raises a signed security alert for the coordinator (:mod:`xregion.runtime.alerts`).
 
 A handler that raises rolls back its message's savepoint; that message and the rest of the
 batch are redelivered after a back-off, and dead-lettered (``handler_failed``) when the
@@ -28,6 +38,7 @@ import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -53,20 +64,25 @@ from xregion.contracts.common import AttachmentRef
 from xregion.envelope import Envelope
 from xregion.errors import (
     ChainGap,
+    ChainReplay,
     ContractError,
     MalformedJson,
     OversizedMessage,
     SchemaInvalid,
+    UnknownKey,
     UnsupportedVersion,
     VerificationError,
     XRegionError,
 )
 from xregion.lifecycle import LIFECYCLES, RECEIPTS, ReferralState
 from xregion.regions import RegionRegistry
+from xregion.runtime.alerts import SECURITY_CODES, SecurityAlerts
 from xregion.runtime.deadletter import publish_dead_letter
+from xregion.runtime.keyfiles import LiveRoster
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.store import HistoryEntry, Store, Tx
 from xregion.runtime.topology import BACKOFF_S, consumer_name
+from xregion.sealing import FieldSealing, plain_fields
 from xregion.signing import KeyRoster
 from xregion.subjects import parse as parse_subject
 
@@ -149,18 +165,23 @@ class Consumer:
         region: str,
         js: JetStreamContext,
         store: Store,
-        roster: KeyRoster,
+        roster: KeyRoster | LiveRoster,
         registry: RegionRegistry,
         catalog: Catalog,
         settings: RuntimeSettings,
         handler: Handler,
         submit: Submit,
         batch: int = 64,
+        alerts: SecurityAlerts | None = None,
+        sealing: FieldSealing | None = None,
     ) -> None:
         self.region = region
         self.js = js
         self.store = store
-        self.roster = roster
+        self.rosters = roster if isinstance(roster, LiveRoster) else LiveRoster(roster)
+        self.alerts = alerts
+        # Without this region's keys nothing sealed opens: such events are dead-lettered.
+        self.sealing = sealing or FieldSealing(lambda: self.roster, tuple)
         self.registry = registry
         self.catalog = catalog
         self.settings = settings
@@ -171,6 +192,11 @@ class Consumer:
         self.dead_lettered = 0
         self._obj: Any = None
         self._held = 0
+
+    @property
+    def roster(self) -> KeyRoster:
+        """The key roster in force (reloaded from its file when that changes)."""
+        return self.rosters.roster
 
     async def run(self) -> None:
         """Fetch and process until cancelled. Never busy-loops: every wait is bounded below."""
@@ -191,6 +217,11 @@ class Consumer:
 
     async def process(self, msgs: list[Msg]) -> None:
         """Process one batch: commit, then ack; stop at the first message that must wait."""
+        # A fetch returns new messages before redeliveries whose ack wait expired later (after
+        # a crash: [64, 65, 2, 3, ...]). Handle in stream order, or an event arriving ahead of
+        # its predecessors in the same batch looks like a real chain gap (nothing else is
+        # outstanding) and is dead-lettered.
+        msgs = sorted(msgs, key=lambda m: m.metadata.sequence.stream)
         outcomes: list[str] = []
         wait: float | None = None
         self._held = len(msgs)
@@ -234,11 +265,21 @@ class Consumer:
         bound = {**base, "event_id": envelope.id, "referral_id": envelope.subject}
         if envelope.sender == self.region:
             return "ack"  # our own broadcast, echoed back by the ALL filter
-        if await self.store.read(lambda db: Store.inbox_has(db, envelope.id)):
+        seen_at = await self.store.read(lambda db: Store.inbox_stream_seq(db, envelope.id))
+        if seen_at in (stream_seq, 0):
             log.info("duplicate delivery ignored", **bound)
             return "ack"
         try:
-            self.roster.verify(wire, envelope.sender, envelope.time)
+            self._verify(wire, envelope, meta)
+            if seen_at is not None:
+                raise ChainReplay(
+                    f"event {envelope.id} was already delivered as stream message {seen_at}; stream message "
+                    f"{stream_seq} is a copy of it (re-published, or after the duplicate window): a replay",
+                    event_id=envelope.id,
+                    first_stream_seq=seen_at,
+                    stream_seq=stream_seq,
+                    origin=envelope.sender,
+                )
         except VerificationError as exc:
             await self._dead_letter(exc, msg, envelope.id, bound, security=True)
             return "term"
@@ -247,7 +288,9 @@ class Consumer:
         try:
             chain, head = tracker.accept_link(wire)
         except ChainGap as exc:
-            if await self._earlier_outstanding():
+            # Wait for the missing event only while redeliveries remain: when JetStream's
+            # budget runs out the message would be dropped without a dead letter.
+            if delivered < self.settings.max_deliver - 1 and await self._earlier_outstanding():
                 raise _Wait(BACKOFF_S[min(delivered - 1, len(BACKOFF_S) - 1)]) from None
             await self._dead_letter(exc, msg, envelope.id, bound, security=True)
             return "term"
@@ -288,6 +331,16 @@ class Consumer:
         )
         return "ack"
 
+    def _verify(self, wire: dict[str, Any], envelope: Envelope, meta: Msg.Metadata) -> None:
+        """Verify the signature; on a key the roster lacks, reload the roster once and retry."""
+        grace = timedelta(seconds=self.settings.revocation_grace_s)
+        try:
+            self.roster.verify(wire, envelope.sender, envelope.time, received_at=meta.timestamp, grace=grace)
+        except UnknownKey:
+            if not self.rosters.refresh(force=True):
+                raise
+            self.roster.verify(wire, envelope.sender, envelope.time, received_at=meta.timestamp, grace=grace)
+
     def _envelope(self, body: bytes) -> tuple[dict[str, Any], Envelope]:
         if len(body) > MAX_EVENT_BYTES:
             raise OversizedMessage(
@@ -296,8 +349,10 @@ class Consumer:
                 limit=MAX_EVENT_BYTES,
             )
         try:
-            wire = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            wire = json.loads(body, parse_constant=_not_json)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            # ValueError: bad JSON, NaN/Infinity, integers beyond int_max_str_digits;
+            # RecursionError: nesting too deep for the parser.
             raise MalformedJson(f"not UTF-8 JSON: {exc}") from None
         if not isinstance(wire, dict):
             raise SchemaInvalid(f"an event is a JSON object, got {type(wire).__name__}", errors=[])
@@ -335,10 +390,26 @@ class Consumer:
         check_parties(envelope, self.registry)
         event = DecodedEvent(wire, envelope, event_type, payload)
         check_subject(parse_subject(msg.subject), event)
-        await self._check_attachments(payload)
+        event = self._open(event)
+        await self._check_attachments(event.payload)
         previous = await self.store.referral(envelope.subject)
         state = LIFECYCLES.apply(previous, step_of(event))
         return event, state, previous
+
+    def _open(self, event: DecodedEvent) -> DecodedEvent:
+        """The event with the personal data sealed to this region opened (``unseal_failed``
+        if it cannot be); the handler sees plain data, ``event.wire`` stays as signed."""
+        model, data = event.event_type.model, event.envelope.data
+        clear = plain_fields(model, data)
+        if clear:  # accepted (v1 allows plain values), but worth an operator's look
+            log.warning(
+                "personal data received unsealed",
+                region=self.region,
+                event_id=event.envelope.id,
+                sender=event.envelope.sender,
+                fields=clear,
+            )
+        return event.opened(self.sealing.open(model, data), self.registry)
 
     async def _check_attachments(self, payload: BaseModel) -> None:
         refs = list(attachments_of(payload))
@@ -402,6 +473,7 @@ class Consumer:
         self, exc: XRegionError, msg: Msg, event_id: str | None, bound: dict[str, Any], *, security: bool = False
     ) -> None:
         reason = exc.to_reason()
+        security = security or reason["code"] in SECURITY_CODES
         await publish_dead_letter(
             self.js,
             region=self.region,
@@ -420,6 +492,18 @@ class Consumer:
             detail=exc.message[:300],
             security_event=security,
         )
+        if security and self.alerts is not None:
+            self.alerts.raise_alert(
+                reason,
+                body=msg.data or b"",
+                original_subject=msg.subject,
+                stream_seq=msg.metadata.sequence.stream,
+                event_id=event_id,
+            )
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def digest_of_info(info: Any) -> str | None:

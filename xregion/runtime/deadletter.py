@@ -16,12 +16,14 @@ A dead letter is the original message body, byte for byte, published to
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from nats.js import JetStreamContext
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
 
-from xregion.runtime.topology import dead_letter_subject
+from xregion.runtime.topology import DLQ_ROOT, dead_letter_subject
 
 REASON_CODE = "Xregion-Reason-Code"
 REASON = "Xregion-Reason"
@@ -84,19 +86,24 @@ def parse_dead_letter(subject: str, headers: dict[str, str] | None, body: bytes)
     )
 
 
-async def read_dead_letters(js: JetStreamContext, dlq_stream: str, region: str | None = None) -> list[DeadLetter]:
-    """Every dead letter (of ``region``), oldest first — for operators and tests."""
-    from nats.js.errors import NotFoundError
-
-    out: list[DeadLetter] = []
-    info = await js.stream_info(dlq_stream)
+async def stored_messages(js: JetStreamContext, stream: str, prefix: str) -> AsyncIterator[api.RawStreamMsg]:
+    """The messages of ``stream`` whose subject starts with ``prefix``, oldest first."""
+    info = await js.stream_info(stream)
+    if info.state.messages == 0:
+        return
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        if info.state.messages == 0:
-            break
         try:
-            msg = await js.get_msg(dlq_stream, seq)
+            msg = await js.get_msg(stream, seq)
         except NotFoundError:
             continue
+        if (msg.subject or "").startswith(prefix):
+            yield msg
+
+
+async def read_dead_letters(js: JetStreamContext, dlq_stream: str, region: str | None = None) -> list[DeadLetter]:
+    """Every dead letter (of ``region``), oldest first — for operators and tests."""
+    out: list[DeadLetter] = []
+    async for msg in stored_messages(js, dlq_stream, f"{DLQ_ROOT}."):
         letter = parse_dead_letter(msg.subject or "", msg.headers, msg.data or b"")
         if region is None or letter.region == region:
             out.append(letter)

@@ -70,8 +70,11 @@ class Relay:
             self.wake.clear()
             rows = await self.store.pending(self.batch)
             if not rows:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+                # that arrives as the event is set (notify() then stop()), and the relay never stops.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), IDLE_RECHECK_S)
+                    async with asyncio.timeout(IDLE_RECHECK_S):
+                        await self.wake.wait()
                 continue
             acks: list[tuple[int, int]] = []
             try:

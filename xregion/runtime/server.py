@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xregion.errors import XRegionError
+from xregion.runtime.certs import TlsFiles
 
 
 class BrokerError(XRegionError):
@@ -57,8 +58,18 @@ class ServerConfig:
     server_name: str = "xregion"
     sync_always: bool = True
     http_port: int | None = None
+    auth_file: Path | None = None
+    """An ``authorization`` block (``xregion ops gen-config``'s ``auth.conf``), included so that
+    editing it and reloading the server (SIGHUP) changes users without a restart."""
+    tls: TlsFiles | None = None
+    """Mutual TLS: the server's certificate and key, and the CA that client certificates must
+    chain to (``verify: true``)."""
     extra: list[str] = field(default_factory=list)
-    """Further configuration blocks (authorization, TLS, cluster) rendered verbatim."""
+    """Further configuration blocks (cluster, leaf nodes) rendered verbatim."""
+
+    @property
+    def secure(self) -> bool:
+        return self.auth_file is not None or self.tls is not None
 
     def render(self) -> str:
         store = str(self.store_dir.resolve()).replace("\\", "/")
@@ -74,8 +85,27 @@ class ServerConfig:
         ]
         if self.http_port is not None:
             lines.append(f"http: {self.host}:{self.http_port}")
+        if self.auth_file is not None:
+            # nats-server resolves an include relative to the including file (even an absolute
+            # path): the configuration is written into the store directory.
+            relative = os.path.relpath(self.auth_file.resolve(), self.store_dir.resolve())
+            lines.append(f'include "{Path(relative).as_posix()}"')
+        if self.tls is not None:
+            lines += [
+                "tls {",
+                f"  cert_file: {_path(self.tls.cert)}",
+                f"  key_file: {_path(self.tls.key)}",
+                f"  ca_file: {_path(self.tls.ca)}",
+                "  verify: true",
+                "  timeout: 2",
+                "}",
+            ]
         lines.extend(self.extra)
         return "\n".join(lines) + "\n"
+
+
+def _path(path: Path) -> str:
+    return '"' + str(path.resolve()).replace("\\", "/") + '"'
 
 
 class EmbeddedServer:
@@ -86,14 +116,17 @@ class EmbeddedServer:
         self.log_file = log_file or config.store_dir / "nats-server.log"
         self.conf_file = config.store_dir / "nats-server.conf"
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
 
     @property
     def url(self) -> str:
-        return f"nats://{self.config.host}:{self.config.port}"
+        scheme = "tls" if self.config.tls is not None else "nats"
+        return f"{scheme}://{self.config.host}:{self.config.port}"
 
     def start(self, timeout: float = 15.0) -> EmbeddedServer:
         self.config.store_dir.mkdir(parents=True, exist_ok=True)
         self.conf_file.write_text(self.config.render(), encoding="utf-8")
+        self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
                 [find_nats_server(), "-c", str(self.conf_file)],
@@ -111,22 +144,42 @@ class EmbeddedServer:
                 raise BrokerError(
                     f"nats-server exited with {self.process.returncode}; see {self.log_file}:\n" + self.log_tail()
                 )
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection((self.config.host, self.config.port), timeout=0.2) as sock,
-            ):
-                sock.settimeout(1.0)
-                if sock.recv(4).startswith(b"INFO"):
+            if self.config.tls is not None:
+                # A bare TCP probe would show up as a failed TLS handshake in the server's log.
+                if self._logged_since_start("Server is ready"):
                     return
+            else:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection((self.config.host, self.config.port), timeout=0.2) as sock,
+                ):
+                    sock.settimeout(1.0)
+                    if sock.recv(4).startswith(b"INFO"):
+                        return
             time.sleep(0.05)
         self.kill()
         raise BrokerError(f"nats-server did not start within {timeout}s; see {self.log_file}")
+
+    def _logged_since_start(self, text: str) -> bool:
+        try:
+            with open(self.log_file, "rb") as fh:
+                fh.seek(self._log_offset)
+                return text.encode() in fh.read()
+        except OSError:
+            return False
 
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def reload(self) -> None:
+        """Re-read the configuration (``auth.conf``, certificates) without a restart: SIGHUP,
+        what ``nats-server --signal reload`` sends."""
+        if self.running:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGHUP)
 
     @property
     def running(self) -> bool:

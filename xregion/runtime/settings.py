@@ -27,4 +27,24 @@ class RuntimeSettings(BaseSettings):
     ack_wait_s: float = Field(default=30.0, gt=0)
     max_deliver: int = Field(default=20, ge=2)
     connect_timeout_s: float = 5.0
+    tls_ca: Path | None = Field(default=None, description="CA certificate the NATS server's must chain to.")
+    tls_cert: Path | None = Field(default=None, description="This party's TLS client certificate (mutual TLS).")
+    tls_key: Path | None = Field(default=None, description="The private key of tls_cert.")
+    nkey_seed: Path | None = Field(default=None, description="File holding this party's NKey seed (SU...).")
+    revocation_grace_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="An event signed with a revoked key is refused if it reached the stream more than this long "
+        "after the revocation, whatever time it claims (a thief can backdate it). The grace lets events signed "
+        "before the revocation that waited in an outbox during an outage still be delivered.",
+    )
+    key_reload_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often an adapter checks its roster file and private key file for changes "
+        "(a key unknown to the roster also triggers an immediate reload).",
+    )
+    alert_retry_s: float = Field(
+        default=600.0, gt=0, description="How long a security alert is retried before it is given up (and logged)."
+    )
     log_format: str = Field(default="auto", description="auto | json | console")

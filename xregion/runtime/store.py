@@ -79,7 +79,9 @@ CREATE TABLE IF NOT EXISTS referrals (
     events        INTEGER NOT NULL,
     last_event_id TEXT NOT NULL,
     answer_by     TEXT,
-    updated_at    TEXT NOT NULL
+    updated_at    TEXT NOT NULL,
+    handling      TEXT NOT NULL DEFAULT '',
+    permissions   TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS history (
     referral_id TEXT NOT NULL,
@@ -93,6 +95,20 @@ CREATE TABLE IF NOT EXISTS history (
     PRIMARY KEY (referral_id, position)
 );
 """
+
+MIGRATIONS = {
+    # columns added after the first release: (table, column) -> definition
+    ("referrals", "handling"): "TEXT NOT NULL DEFAULT ''",
+    ("referrals", "permissions"): "TEXT NOT NULL DEFAULT '[]'",
+}
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Add the columns a store created by an earlier release lacks."""
+    for (table, column), definition in MIGRATIONS.items():
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
 
 def now_iso() -> str:
@@ -137,12 +153,17 @@ class Store:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def open(self) -> Store:
+        """Open the database (a no-op if it is open already)."""
+        if self._db is not None:
+            return self
+
         def _open() -> None:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(SCHEMA)
+            migrate(db)
             self._db = db
 
         await self._call(_open)
@@ -240,8 +261,8 @@ class Store:
     @staticmethod
     def load_referral(db: sqlite3.Connection, referral_id: str) -> ReferralState | None:
         row = db.execute(
-            "SELECT referral_id, family, origin, addressee, state, tracks, events, last_event_id "
-            "FROM referrals WHERE referral_id = ?",
+            "SELECT referral_id, family, origin, addressee, state, tracks, events, last_event_id, "
+            "handling, permissions FROM referrals WHERE referral_id = ?",
             (referral_id,),
         ).fetchone()
         if row is None:
@@ -255,15 +276,17 @@ class Store:
             tracks=MappingProxyType(json.loads(row[5])),
             events=row[6],
             last_event_id=row[7],
+            handling=tuple(c for c in row[8].split(",") if c),
+            permissions=frozenset(json.loads(row[9])),
         )
 
     @staticmethod
     def save_referral(db: sqlite3.Connection, state: ReferralState, entry: HistoryEntry, answer_by: str | None) -> None:
         db.execute(
             "INSERT INTO referrals (referral_id, family, origin, addressee, state, tracks, events, "
-            "last_event_id, answer_by, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
+            "last_event_id, answer_by, updated_at, handling, permissions) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT (referral_id) DO UPDATE SET state=excluded.state, tracks=excluded.tracks, "
-            "events=excluded.events, last_event_id=excluded.last_event_id, "
+            "events=excluded.events, last_event_id=excluded.last_event_id, permissions=excluded.permissions, "
             "answer_by=COALESCE(excluded.answer_by, referrals.answer_by), updated_at=excluded.updated_at",
             (
                 state.referral_id,
@@ -276,6 +299,8 @@ class Store:
                 state.last_event_id,
                 answer_by,
                 now_iso(),
+                ",".join(state.handling),
+                json.dumps(sorted(state.permissions)),
             ),
         )
         db.execute(
@@ -319,6 +344,12 @@ class Store:
     @staticmethod
     def inbox_has(db: sqlite3.Connection, event_id: str) -> bool:
         return db.execute("SELECT 1 FROM inbox WHERE event_id = ?", (event_id,)).fetchone() is not None
+
+    @staticmethod
+    def inbox_stream_seq(db: sqlite3.Connection, event_id: str) -> int | None:
+        """The stream sequence at which event ``event_id`` was handled (0 if not recorded), or None."""
+        row = db.execute("SELECT stream_seq FROM inbox WHERE event_id = ?", (event_id,)).fetchone()
+        return None if row is None else int(row[0] or 0)
 
     @staticmethod
     def chain_heads(db: sqlite3.Connection) -> dict[str, ChainHead]:

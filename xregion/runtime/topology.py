@@ -3,7 +3,9 @@
 * ``XREGION`` holds every event (``xregion.v1.>``, and ``xregion.v2.>`` during a migration
   so that each origin's chain stays in one ordered log): file storage, no age or count
   limit, deletes and purges denied — events are evidence.
-* ``XREGION_DLQ`` holds dead letters (``xregion.dlq.<region>.<reason>``) with their reason.
+* ``XREGION_DLQ`` holds dead letters (``xregion.dlq.<region>.<reason>``) with their reason,
+  and the security alerts adapters raise for the coordinator
+  (``xregion.alert.<detecting region>.<reason>``).
 * One durable pull consumer per region, filtered to what is addressed to it or to ``ALL``,
   explicit acks, bounded redelivery with backoff.
 
@@ -17,22 +19,35 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
+from xregion.errors import XRegionError
+from xregion.permissions import COORDINATOR_CONSUMER
+from xregion.permissions import consumer_name as consumer_name
 from xregion.runtime.settings import RuntimeSettings
-from xregion.subjects import ROOT, stream_subjects, subscribe_patterns
-
-DLQ_ROOT = f"{ROOT}.dlq"
-
-
-def dead_letter_subject(region: str, reason_code: str) -> str:
-    return f"{DLQ_ROOT}.{region}.{reason_code}"
+from xregion.subjects import ALERT_ROOT as ALERT_ROOT
+from xregion.subjects import DLQ_ROOT as DLQ_ROOT
+from xregion.subjects import dead_letter_subject as dead_letter_subject
+from xregion.subjects import stream_subjects, subscribe_patterns
 
 
-def consumer_name(party: str) -> str:
-    """Durable consumer of a region (or role): ``region-BJ``."""
-    return f"region-{party}"
+class TopologyError(XRegionError):
+    """A stream, consumer or the object store is missing and this identity may not declare it."""
+
+    code = "topology_missing"
+
+
+DECLARE_HINT = (
+    "the operator declares it: start `xregion broker` (it applies the topology with the ADMIN "
+    "identity) or run `xregion ops apply-topology --nats-url URL` with the ADMIN identity"
+)
+
+
+def alert_subject(region: str, reason_code: str) -> str:
+    """Where ``region`` publishes a security alert: ``xregion.alert.TJ.bad_signature``."""
+    return f"{ALERT_ROOT}.{region}.{reason_code}"
 
 
 def event_stream_config(settings: RuntimeSettings, versions: tuple[str, ...] = ("v1",)) -> api.StreamConfig:
@@ -59,7 +74,7 @@ def dead_letter_stream_config(settings: RuntimeSettings) -> api.StreamConfig:
     return api.StreamConfig(
         name=settings.dead_letter_stream,
         description="xregion dead letters: rejected or undeliverable messages with their reason",
-        subjects=[f"{DLQ_ROOT}.>"],
+        subjects=[f"{DLQ_ROOT}.>", f"{ALERT_ROOT}.>"],
         retention=api.RetentionPolicy.LIMITS,
         storage=api.StorageType.FILE,
         num_replicas=settings.replicas,
@@ -77,7 +92,11 @@ BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 def region_consumer_config(
     settings: RuntimeSettings, region: str, versions: tuple[str, ...] = ("v1",)
 ) -> api.ConsumerConfig:
-    backoff = [BACKOFF_S[min(i, len(BACKOFF_S) - 1)] for i in range(settings.max_deliver - 1)]
+    # The server replaces ack_wait by the first backoff step, and the backoff only paces
+    # redeliveries after an ack timeout (the consumer's own naks carry explicit delays):
+    # never let a step be shorter than ack_wait, or a slow batch is redelivered while in hand.
+    steps = range(settings.max_deliver - 1)
+    backoff = [max(settings.ack_wait_s, BACKOFF_S[min(i, len(BACKOFF_S) - 1)]) for i in steps]
     return api.ConsumerConfig(
         name=consumer_name(region),
         durable_name=consumer_name(region),
@@ -92,12 +111,28 @@ def region_consumer_config(
     )
 
 
+def coordinator_consumer_config(settings: RuntimeSettings) -> api.ConsumerConfig:
+    """The coordinator's durable: every event, explicit acks (it only projects, never refuses)."""
+    return api.ConsumerConfig(
+        name=COORDINATOR_CONSUMER,
+        durable_name=COORDINATOR_CONSUMER,
+        description="every event, for the coordinator's projection",
+        deliver_policy=api.DeliverPolicy.ALL,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        ack_wait=settings.ack_wait_s,
+        max_deliver=-1,
+        max_ack_pending=1000,
+    )
+
+
 @dataclass
 class TopologyReport:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     """Settings that differ from the project's defaults and were left as the operator set them."""
+    missing: list[str] = field(default_factory=list)
+    """Objects that do not exist and were not declared (``declare=False``)."""
 
 
 _STREAM_KEYS = (
@@ -125,54 +160,94 @@ def _differences(wanted: Any, actual: Any, keys: tuple[str, ...]) -> list[str]:
     return out
 
 
-async def ensure_stream(
-    js: JetStreamContext, wanted: api.StreamConfig, report: TopologyReport, *, update: bool
-) -> None:
+async def _declare(what: str, action: Any) -> None:
+    """Run a create/update request; a denied one (the JetStream API answers nothing: timeout)
+    becomes a :class:`TopologyError` naming the object."""
     try:
-        info = await js.stream_info(wanted.name or "")
+        await action
+    except (NatsTimeoutError, TimeoutError):
+        raise TopologyError(
+            f"{what} is missing or outdated and could not be declared (no answer from the JetStream "
+            f"API: this identity may not declare it); {DECLARE_HINT}",
+            object=what,
+        ) from None
+
+
+async def _info(what: str, request: Any) -> Any:
+    try:
+        return await request
+    except (NatsTimeoutError, TimeoutError):
+        raise TopologyError(
+            f"no answer to the JetStream info request for {what}: is JetStream enabled and is this "
+            "identity allowed to read it?",
+            object=what,
+        ) from None
+
+
+async def ensure_stream(
+    js: JetStreamContext, wanted: api.StreamConfig, report: TopologyReport, *, update: bool, declare: bool = True
+) -> None:
+    what = f"stream {wanted.name}"
+    try:
+        info = await _info(what, js.stream_info(wanted.name or ""))
     except NotFoundError:
-        await js.add_stream(wanted)
-        report.created.append(f"stream {wanted.name}")
+        if not declare:
+            report.missing.append(what)
+            return
+        await _declare(what, js.add_stream(wanted))
+        report.created.append(what)
         return
     have = set(info.config.subjects or [])
     missing = [s for s in wanted.subjects or [] if s not in have]
-    if missing:
+    if missing and not declare:
+        report.drift.append(f"{what} lacks subjects {', '.join(missing)}")
+    elif missing:
         # Adding subjects (a new contract version during a migration) deletes nothing and
         # changes no retention: it is applied; every other difference is only reported.
         config = info.config
         config.subjects = sorted(have | set(missing))
-        await js.update_stream(config)
+        await _declare(what, js.update_stream(config))
         report.updated.append(f"stream {wanted.name}: subjects += {', '.join(missing)}")
     diffs = _differences(wanted, info.config, _STREAM_KEYS)
     if not diffs:
         return
-    if update:
+    if update and declare:
         merged = wanted
         merged.subjects = sorted(set(info.config.subjects or []) | set(wanted.subjects or []))
-        await js.update_stream(merged)
+        await _declare(what, js.update_stream(merged))
         report.updated.append(f"stream {wanted.name}: " + "; ".join(diffs))
     else:
         report.drift.extend(f"stream {wanted.name} {d}" for d in diffs)
 
 
 async def ensure_consumer(
-    js: JetStreamContext, stream: str, wanted: api.ConsumerConfig, report: TopologyReport
+    js: JetStreamContext, stream: str, wanted: api.ConsumerConfig, report: TopologyReport, *, declare: bool = True
 ) -> None:
     """Create the durable consumer, or update it to the project's settings.
 
     Consumers are the project's own (not the operator's): re-adding one with the same name
     updates its ack wait, redelivery and filters (changing them in code alone would not).
+    With ``declare=False`` (a region's scoped identity) it is only verified.
     """
+    what = f"consumer {stream}/{wanted.durable_name}"
     try:
-        info = await js.consumer_info(stream, wanted.durable_name or "")
+        info = await _info(what, js.consumer_info(stream, wanted.durable_name or ""))
     except NotFoundError:
-        await js.add_consumer(stream, wanted)
-        report.created.append(f"consumer {stream}/{wanted.durable_name}")
+        if not declare:
+            report.missing.append(what)
+            return
+        await _declare(what, js.add_consumer(stream, wanted))
+        report.created.append(what)
         return
-    keys = ("ack_wait", "max_deliver", "backoff", "filter_subjects", "max_ack_pending")
-    if _differences(wanted, info.config, keys):
-        await js.add_consumer(stream, wanted)
-        report.updated.append(f"consumer {stream}/{wanted.durable_name}")
+    keys: tuple[str, ...] = ("ack_wait", "max_deliver", "backoff", "filter_subjects", "max_ack_pending")
+    if wanted.backoff:
+        keys = keys[1:]  # with a backoff the server sets ack_wait to its first step
+    diffs = _differences(wanted, info.config, keys)
+    if diffs and not declare:
+        report.drift.extend(f"{what} {d}" for d in diffs)
+    elif diffs:
+        await _declare(what, js.add_consumer(stream, wanted))
+        report.updated.append(what)
 
 
 async def ensure_topology(
@@ -182,28 +257,45 @@ async def ensure_topology(
     *,
     versions: tuple[str, ...] = ("v1",),
     update: bool = False,
+    declare: bool = True,
+    coordinator: bool = False,
 ) -> TopologyReport:
     """Declare the event stream, the dead-letter stream, the evidence object store and the
-    durable consumers of ``regions``."""
+    durable consumers of ``regions`` (and the coordinator's, with ``coordinator=True``).
+
+    Every object is looked up first and created only if missing. With ``declare=False`` —
+    a region's scoped NATS identity, which may not create streams or consumers — nothing is
+    created or changed: differences are reported as drift, and anything missing raises
+    :class:`TopologyError` naming it and who declares it.
+    """
     report = TopologyReport()
-    await ensure_stream(js, event_stream_config(settings, versions), report, update=update)
-    await ensure_stream(js, dead_letter_stream_config(settings), report, update=update)
+    await ensure_stream(js, event_stream_config(settings, versions), report, update=update, declare=declare)
+    await ensure_stream(js, dead_letter_stream_config(settings), report, update=update, declare=declare)
     for region in regions:
-        await ensure_consumer(js, settings.stream, region_consumer_config(settings, region, versions), report)
-    await ensure_object_store(js, settings, report)
+        wanted = region_consumer_config(settings, region, versions)
+        await ensure_consumer(js, settings.stream, wanted, report, declare=declare)
+    if coordinator:
+        await ensure_consumer(js, settings.stream, coordinator_consumer_config(settings), report, declare=declare)
+    await ensure_object_store(js, settings, report, declare=declare)
+    if report.missing:
+        raise TopologyError(f"missing on the NATS server: {', '.join(report.missing)}; {DECLARE_HINT}")
     return report
 
 
-async def ensure_object_store(js: JetStreamContext, settings: RuntimeSettings, report: TopologyReport) -> None:
+async def ensure_object_store(
+    js: JetStreamContext, settings: RuntimeSettings, report: TopologyReport, *, declare: bool = True
+) -> None:
+    what = f"object store {settings.object_store}"
     try:
-        await js.object_store(settings.object_store)
+        await _info(what, js.object_store(settings.object_store))
     except NotFoundError:
-        await js.create_object_store(
-            settings.object_store,
-            config=api.ObjectStoreConfig(
-                description="xregion evidence attachments, addressed by SHA-256",
-                storage=api.StorageType.FILE,
-                replicas=settings.replicas,
-            ),
+        if not declare:
+            report.missing.append(what)
+            return
+        config = api.ObjectStoreConfig(
+            description="xregion evidence attachments, addressed by SHA-256",
+            storage=api.StorageType.FILE,
+            replicas=settings.replicas,
         )
-        report.created.append(f"object store {settings.object_store}")
+        await _declare(what, js.create_object_store(settings.object_store, config=config))
+        report.created.append(what)

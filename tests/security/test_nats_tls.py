@@ -1,0 +1,164 @@
+"""Connecting without TLS, with a certificate of another CA or with an unknown NKey fails
+fast, with an error that names the cause (no endless reconnect loop); a region may not
+declare the topology it finds missing, and says who does."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.security.conftest import generate
+from tests.security.secure_bus import SETTINGS, LogCapture
+from xregion.adapter import Adapter
+from xregion.cli import app
+from xregion.runtime.connection import (
+    AuthenticationFailed,
+    ClientIdentity,
+    ConnectionSecurityError,
+    TlsClientRejected,
+    TlsRequired,
+    TlsUntrustedServer,
+    connect,
+)
+from xregion.runtime.security import SecurityDir
+from xregion.runtime.server import EmbeddedServer
+from xregion.runtime.topology import TopologyError
+from xregion.signing import KeyRoster, Signer
+
+FAST_S = 5.0
+
+
+def plain_url(server: EmbeddedServer) -> str:
+    return f"nats://{server.config.host}:{server.config.port}"
+
+
+async def refused(url: str, identity: ClientIdentity) -> ConnectionSecurityError:
+    started = time.monotonic()
+    with pytest.raises(ConnectionSecurityError) as caught:
+        await connect(url, "test-client", identity)
+    assert time.monotonic() - started < FAST_S, "a security failure must not be retried"
+    return caught.value
+
+
+@pytest.mark.anyio
+async def test_connecting_without_tls_fails_fast_naming_the_cause(
+    secure_server: EmbeddedServer, security_dir: SecurityDir, security_log: LogCapture
+) -> None:
+    no_tls = ClientIdentity(party="BJ", nkey_seed=security_dir.identity("BJ").nkey_seed)
+    error = await refused(plain_url(secure_server), no_tls)
+    assert isinstance(error, TlsRequired) and error.code == "tls_required"
+    assert "requires TLS" in error.message and "--tls-ca" in error.message
+    assert security_log.security_events("tls_required", party="BJ")
+
+
+@pytest.mark.anyio
+async def test_client_certificate_of_another_ca_is_rejected_by_the_server(
+    secure_server: EmbeddedServer, security_dir: SecurityDir, tmp_path: Path
+) -> None:
+    other = generate(tmp_path / "other-ca").identity("BJ")
+    genuine = security_dir.identity("BJ")
+    # trusts the real server, presents a certificate from an independently generated CA
+    forged = ClientIdentity(
+        "BJ", genuine.nkey_seed, tls_ca=genuine.tls_ca, tls_cert=other.tls_cert, tls_key=other.tls_key
+    )
+    error = await refused(secure_server.url, forged)
+    assert isinstance(error, TlsClientRejected) and error.code == "tls_client_rejected"
+    assert "rejected BJ's client certificate" in error.message
+    assert "certificate signed by unknown authority" in secure_server.log_file.read_text()
+
+
+@pytest.mark.anyio
+async def test_server_certificate_of_another_ca_is_not_trusted(
+    secure_server: EmbeddedServer, security_dir: SecurityDir, tmp_path: Path
+) -> None:
+    other = generate(tmp_path / "other-ca").identity("BJ")
+    error = await refused(secure_server.url, other)
+    assert isinstance(error, TlsUntrustedServer) and error.code == "tls_server_untrusted"
+    assert "not signed by the CA BJ trusts" in error.message
+
+
+@pytest.mark.anyio
+async def test_unknown_nkey_is_refused(
+    secure_server: EmbeddedServer, security_dir: SecurityDir, tmp_path: Path
+) -> None:
+    other = generate(tmp_path / "other-keys").identity("BJ")
+    genuine = security_dir.identity("BJ")
+    stranger = ClientIdentity("BJ", other.nkey_seed, genuine.tls_ca, genuine.tls_cert, genuine.tls_key)
+    error = await refused(secure_server.url, stranger)
+    assert isinstance(error, AuthenticationFailed) and error.code == "auth_failed"
+    assert "authorization violation" in error.message
+    assert "authentication error" in secure_server.log_file.read_text()
+
+
+@pytest.mark.anyio
+async def test_adapter_without_tls_does_not_retry_forever(
+    secure_server: EmbeddedServer,
+    security_dir: SecurityDir,
+    tmp_path: Path,
+    signers: dict[str, Signer],
+    roster: KeyRoster,
+) -> None:
+    settings = SETTINGS.model_copy(update={"nkey_seed": security_dir.identity("BJ").nkey_seed})
+    adapter = Adapter(
+        "BJ",
+        signer=signers["BJ"],
+        roster=roster,
+        nats_url=plain_url(secure_server),
+        store_path=tmp_path / "BJ.db",
+        settings=settings,
+    )
+    started = time.monotonic()
+    with pytest.raises(TlsRequired):
+        await adapter.start()
+    assert time.monotonic() - started < FAST_S
+    await adapter.stop()
+
+
+@pytest.mark.anyio
+async def test_region_cannot_declare_a_missing_topology_and_says_who_does(
+    secure_server: EmbeddedServer,
+    security_dir: SecurityDir,
+    tmp_path: Path,
+    signers: dict[str, Signer],
+    roster: KeyRoster,
+) -> None:
+    adapter = Adapter(
+        "BJ",
+        signer=signers["BJ"],
+        roster=roster,
+        nats_url=secure_server.url,
+        store_path=tmp_path / "BJ.db",
+        settings=security_dir.settings_for("BJ", SETTINGS),
+    )
+    with pytest.raises(TopologyError) as caught:
+        await adapter.start()
+    await adapter.stop()
+    assert caught.value.code == "topology_missing"
+    assert "stream XREGION" in caught.value.message and "ADMIN" in caught.value.message
+
+
+def test_cli_prints_the_cause_and_exits_non_zero(secure_server: EmbeddedServer, security_dir: SecurityDir) -> None:
+    seed = security_dir.identity("ADMIN").nkey_seed
+    assert seed is not None
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        app, ["ops", "apply-topology", "--nats-url", plain_url(secure_server), "--nkey-seed", str(seed)]
+    )
+    assert result.exit_code == 1
+    assert "tls_required" in result.output and "requires TLS" in result.output
+    assert time.monotonic() - started < FAST_S
+
+
+def test_cli_operator_declares_the_topology_over_tls(secure_server: EmbeddedServer, security_dir: SecurityDir) -> None:
+    admin = security_dir.identity("ADMIN")
+    args = ["--tls-ca", admin.tls_ca, "--tls-cert", admin.tls_cert, "--tls-key", admin.tls_key]
+    args += ["--nkey-seed", admin.nkey_seed]
+    command = ["ops", "apply-topology", "--nats-url", secure_server.url, *map(str, args)]
+    first = CliRunner().invoke(app, command)
+    assert first.exit_code == 0, first.output
+    assert "created  stream XREGION" in first.output and "consumer XREGION/region-BJ" in first.output
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0 and "topology up to date" in again.output

@@ -1,0 +1,109 @@
+"""``xregion ops gen-config|gen-certs|apply-topology``: NATS identities, TLS, topology."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from xregion.cli.common import NatsUrl, NkeySeed, TlsCa, TlsCert, TlsKey, client_settings
+from xregion.config import load_config
+from xregion.errors import XRegionError
+
+console = Console(width=None if Console().is_terminal else 120)
+app = typer.Typer(help="NATS identities, TLS certificates and the topology (operators).", no_args_is_help=True)
+
+OutDir = Annotated[Path, typer.Option("--out", help="Directory of the security material.")]
+
+
+def fail(exc: XRegionError, exit_code: int = 1) -> typer.Exit:
+    """Print an xregion error (its stable code and its message) and exit non-zero."""
+    console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False)
+    return typer.Exit(exit_code)
+
+
+@app.command("gen-config")
+def gen_config(out: OutDir = Path(".xregion/security")) -> None:
+    """NKey users for every configured region, COORD, AUDIT and ADMIN, and the server's
+    authorization block OUT/auth.conf. Existing seeds are kept, and public keys handed over
+    by agencies in OUT/nkeys/<PARTY>.pub (one a line) are users too. Generated seeds are
+    DEVELOPMENT identities: in production each agency keeps its own seed."""
+    from xregion.runtime.identities import AUTH_FILE, write_auth_config
+
+    try:
+        identities = write_auth_config(out, load_config().regions.codes)
+    except XRegionError as exc:
+        raise fail(exc) from None
+    for party, identity in identities.items():
+        for key in identity.public_keys:
+            console.print(f"{party:6} {key}  {identity.seed_file or '(public key only)'}", highlight=False)
+    console.print(
+        f"authorization: {out / AUTH_FILE}; seeds (mode 0600, throw-away development identities) under {out / 'nkeys'}"
+    )
+
+
+@app.command("gen-certs")
+def gen_certs(
+    out: OutDir = Path(".xregion/security"),
+    host: Annotated[
+        list[str] | None,
+        typer.Option("--host", help="Server certificate name or IP (repeat); default 127.0.0.1, localhost."),
+    ] = None,
+    renew: Annotated[bool, typer.Option("--renew", help="Re-issue existing certificates from the same CA.")] = False,
+) -> None:
+    """A development CA, the server's certificate and a client certificate per party under
+    OUT/tls. DEVELOPMENT ONLY: production certificates come from the agency's CA."""
+    from xregion.permissions import parties
+    from xregion.runtime.certs import DEFAULT_HOSTS, write_dev_pki
+
+    try:
+        pki = write_dev_pki(out, parties(load_config().regions.codes), hosts=host or DEFAULT_HOSTS, renew=renew)
+    except XRegionError as exc:
+        raise fail(exc) from None
+    console.print(f"CA      {pki.ca}  (key {pki.ca_key}, mode 0600)", highlight=False)
+    console.print(f"server  {pki.server.cert}  SAN {', '.join(host or DEFAULT_HOSTS)}", highlight=False)
+    for party, files in pki.clients.items():
+        console.print(f"{party:7} {files.cert}", highlight=False)
+
+
+@app.command("apply-topology")
+def apply_topology(
+    nats_url: NatsUrl = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    nkey_seed: NkeySeed = None,
+) -> None:
+    """Declare the streams, the object store and every durable consumer (regions' and the
+    coordinator's) as the operator (ADMIN identity); idempotent, never overwrites settings."""
+    from xregion.permissions import OPERATOR
+    from xregion.runtime import operator
+    from xregion.runtime.connection import ClientIdentity
+    from xregion.runtime.settings import RuntimeSettings
+
+    if nats_url is None:
+        console.print("[red]--nats-url (or XREGION_NATS_URL) is required[/red]")
+        raise typer.Exit(2)
+    settings = RuntimeSettings(**client_settings(tls_ca, tls_cert, tls_key, nkey_seed))
+    try:
+        report = asyncio.run(
+            operator.apply_topology(
+                nats_url,
+                load_config().regions.codes,
+                identity=ClientIdentity.from_settings(settings, OPERATOR),
+                settings=settings,
+            )
+        )
+    except XRegionError as exc:
+        raise fail(exc) from None
+    for line in report.created:
+        console.print(f"created  {line}")
+    for line in report.updated:
+        console.print(f"updated  {line}")
+    for line in report.drift:
+        console.print(f"[yellow]drift[/yellow]    {line} (left as the operator set it)")
+    if not (report.created or report.updated):
+        console.print("topology up to date")

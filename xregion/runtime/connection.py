@@ -1,0 +1,274 @@
+"""How every xregion process connects to NATS: one party's identity (NKey seed, mutual-TLS
+files, own inbox prefix), the nats-py options, and what its errors mean.
+
+* :class:`ClientIdentity` comes from :class:`RuntimeSettings` (``--tls-ca/--tls-cert/--tls-key``,
+  ``--nkey-seed``; ``XREGION_TLS_*``, ``XREGION_NKEY_SEED``) and the party code.
+* :func:`connection_options` is the one place that turns it into nats-py options
+  (``tls=``, ``nkeys_seed_str=``, ``inbox_prefix=``) with callbacks that survive outages of any
+  length and log permission violations as ``security event`` lines.
+* A TLS or authentication failure on the *first* connect is not retried forever (it will not
+  heal by itself): the error callback raises :class:`ConnectionSecurityError` naming the cause.
+  A refused TCP connection is retried as before (the broker may simply not be up yet), and
+  once connected every failure is retried (a certificate or key rotation in progress).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from xregion.errors import XRegionError
+from xregion.permissions import inbox_prefix
+from xregion.runtime.identities import read_seed
+from xregion.runtime.settings import RuntimeSettings
+from xregion.subjects import ROOT
+
+log = structlog.get_logger("xregion.security")
+
+
+class _SslEofNoise(logging.Filter):
+    """asyncio warns "returning true from eof_received() has no effect when using ssl" each
+    time nats-py closes a TLS connection: true, harmless, and alarming in an operator's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received()" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_SslEofNoise())
+
+PERMISSIONS_VIOLATION = re.compile(
+    r"permissions violation for (?P<op>publish|subscription) to \"?(?P<subject>[^\"'\s]+)", re.IGNORECASE
+)
+
+
+class ConnectionSecurityError(XRegionError):
+    """The server and this client could not establish a secure, authenticated connection."""
+
+    code = "connection_security"
+
+
+class TlsRequired(ConnectionSecurityError):
+    """The server requires TLS with a client certificate; this client has none configured."""
+
+    code = "tls_required"
+
+
+class TlsUntrustedServer(ConnectionSecurityError):
+    """The server's certificate does not chain to the CA this client trusts."""
+
+    code = "tls_server_untrusted"
+
+
+class TlsClientRejected(ConnectionSecurityError):
+    """The server refused this client's certificate (another CA, expired, missing)."""
+
+    code = "tls_client_rejected"
+
+
+class AuthenticationFailed(ConnectionSecurityError):
+    """The server does not know this NKey (or none was given)."""
+
+    code = "auth_failed"
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """Who connects: a party code and its credentials (all optional: plain, unauthenticated)."""
+
+    party: str | None = None
+    nkey_seed: Path | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: RuntimeSettings, party: str | None = None) -> ClientIdentity:
+        return cls(
+            party=party,
+            nkey_seed=settings.nkey_seed,
+            tls_ca=settings.tls_ca,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+        )
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls_ca is not None or self.tls_cert is not None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """Verify the server against ``tls_ca`` and present ``tls_cert``/``tls_key``."""
+        if not self.uses_tls:
+            return None
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConnectionSecurityError("--tls-cert and --tls-key go together", party=self.party)
+        try:
+            context = ssl.create_default_context(
+                ssl.Purpose.SERVER_AUTH, cafile=str(self.tls_ca) if self.tls_ca else None
+            )
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            if self.tls_cert is not None and self.tls_key is not None:
+                context.load_cert_chain(str(self.tls_cert), str(self.tls_key))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectionSecurityError(
+                f"cannot load the TLS files ({self.tls_ca}, {self.tls_cert}, {self.tls_key}): {exc}",
+                party=self.party,
+            ) from None
+        return context
+
+    def nats_options(self) -> dict[str, Any]:
+        """``tls``, ``nkeys_seed_str`` and ``inbox_prefix`` for nats-py."""
+        options: dict[str, Any] = {}
+        context = self.ssl_context()
+        if context is not None:
+            options["tls"] = context
+        if self.nkey_seed is not None:
+            # The seed, not the file: nats-py reads a seed file whole, and ours may carry comments.
+            options["nkeys_seed_str"] = read_seed(self.nkey_seed)
+        if self.party is not None:
+            options["inbox_prefix"] = inbox_prefix(self.party)
+        return options
+
+
+def explain(exc: BaseException, identity: ClientIdentity, url: str = "") -> ConnectionSecurityError | None:
+    """The security failure behind a connect error, in words; ``None`` if it is not one
+    (a refused or reset TCP connection, a timeout: retry those)."""
+    who = identity.party or "this client"
+    where = f" at {url}" if url else ""
+    text = str(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        if not identity.uses_tls:
+            return TlsRequired(
+                f"the NATS server{where} requires TLS with a client certificate, and {who} has none "
+                "configured: pass --tls-ca, --tls-cert and --tls-key (XREGION_TLS_CA/_CERT/_KEY), "
+                f"or run a development server with --insecure ({exc})",
+                party=identity.party,
+            )
+        return TlsUntrustedServer(
+            f"TLS: the NATS server's certificate{where} is not signed by the CA {who} trusts "
+            f"({identity.tls_ca}): {getattr(exc, 'verify_message', '') or exc}",
+            party=identity.party,
+        )
+    if isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "reason", None) or text
+        if "UNKNOWN_CA" in str(reason) or "BAD_CERTIFICATE" in str(reason) or "CERTIFICATE" in str(reason):
+            return TlsClientRejected(
+                f"TLS: the NATS server{where} rejected {who}'s client certificate ({identity.tls_cert}): "
+                f"it is not issued by a CA the server trusts ({reason})",
+                party=identity.party,
+            )
+        return TlsClientRejected(f"TLS handshake with the NATS server{where} failed: {reason}", party=identity.party)
+    if "authorization violation" in text.lower() or type(exc).__name__ == "AuthorizationError":
+        how = f"the NKey in {identity.nkey_seed}" if identity.nkey_seed else "no NKey (--nkey-seed)"
+        return AuthenticationFailed(
+            f"the NATS server{where} refused {who}'s identity: authorization violation — {how} is not one of its users",
+            party=identity.party,
+        )
+    if identity.uses_tls and identity.tls_cert is None and isinstance(exc, BrokenPipeError | ConnectionResetError):
+        return TlsClientRejected(
+            f"the NATS server{where} closed the TLS handshake: it requires a client certificate (--tls-cert/--tls-key)",
+            party=identity.party,
+        )
+    return None
+
+
+def restore_case(subject: str) -> str:
+    """nats-py lower-cases the server's error text; put an event subject's party codes back
+    in upper case (``xregion.v1.lead.submitted.tj.he`` → ``...TJ.HE``). Other subjects stay
+    as reported; the server's log has every one exactly."""
+    tokens = subject.split(".")
+    if len(tokens) == 6 and tokens[0] == ROOT:
+        return ".".join([*tokens[:4], tokens[4].upper(), tokens[5].upper()])
+    return subject
+
+
+def security_event(kind: str, **fields: Any) -> None:
+    """One structured ``security event`` log line (never event data)."""
+    log.warning("security event", kind=kind, **fields)
+
+
+class ConnectGate:
+    """Tells the error callback whether the connection has been established once.
+
+    Before that, a security error ends the connect attempt; afterwards every error is only
+    logged and nats-py keeps reconnecting. :meth:`open` is called by the code that connected;
+    a disconnect or reconnect callback opens it too (they only happen after a connection).
+    """
+
+    def __init__(self) -> None:
+        self.established = False
+
+    def open(self) -> None:
+        self.established = True
+
+
+def connection_options(
+    name: str,
+    identity: ClientIdentity | None = None,
+    *,
+    gate: ConnectGate | None = None,
+    url: str = "",
+) -> dict[str, Any]:
+    """nats-py options for a process that must survive outages of any length.
+
+    ``max_reconnect_attempts=-1``: the client never gives up, so it never reaches the
+    closed state in which FastStream's pull loops spin (field notes, pitfall 1).
+    """
+    identity = identity or ClientIdentity()
+    gate = gate or ConnectGate()
+
+    async def on_error(exc: Exception) -> None:
+        found = PERMISSIONS_VIOLATION.search(str(exc))
+        if found:
+            security_event(
+                "permission_violation",
+                operation=found["op"].lower(),
+                subject=restore_case(found["subject"]),
+                client=name,
+                party=identity.party,
+            )
+            return
+        if not gate.established:
+            refused = explain(exc, identity, url)
+            if refused is not None:
+                security_event(refused.code, client=name, party=identity.party, detail=refused.message[:300])
+                raise refused
+        log.warning("nats connection error", client=name, error=type(exc).__name__, detail=str(exc)[:200])
+
+    async def on_disconnect() -> None:
+        gate.open()
+        log.warning("nats disconnected", client=name)
+
+    async def on_reconnect() -> None:
+        gate.open()
+        log.info("nats reconnected", client=name)
+
+    async def on_closed() -> None:
+        log.info("nats connection closed", client=name)
+
+    return {
+        "name": name,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 1,
+        "allow_reconnect": True,
+        "error_cb": on_error,
+        "disconnected_cb": on_disconnect,
+        "reconnected_cb": on_reconnect,
+        "closed_cb": on_closed,
+        **identity.nats_options(),
+    }
+
+
+async def connect(url: str, name: str, identity: ClientIdentity | None = None) -> Any:
+    """A nats-py connection with :func:`connection_options` (CLI tools, ADMIN topology)."""
+    import nats
+
+    gate = ConnectGate()
+    nc = await nats.connect(url.split(","), **connection_options(name, identity, gate=gate, url=url))
+    gate.open()
+    return nc

@@ -1,0 +1,296 @@
+"""Sealing personal data end to end: ``x-sensitive`` fields encrypted to the addressee region.
+
+Every field whose JSON Schema carries ``x-sensitive: true`` (names, addresses and contacts of
+the entities in a payload) travels sealed::
+
+    "name": {"sealed": {"TJ:1a2b3c4d5e6f7a8b": "<base64 sealed box>", ...}}
+
+* **What is boxed**: the UTF-8 JSON text of the plain value (``"张某"``, quotes included),
+  in a libsodium *sealed box* (``crypto_box_seal``: ephemeral X25519 + XSalsa20-Poly1305),
+  so only the recipient can open it and the sender stays anonymous to the box itself (the
+  signature says who sent the event).
+* **To whom**: every roster key of the addressee region valid at the event's ``time`` (both
+  keys during a rotation's overlap); for a broadcast (``ALL``), every key of every other
+  configured region. The map is keyed by the recipient's key id. The coordinator and the
+  auditor are not recipients: they verify signatures, chains and lifecycles over the
+  ciphertext without being able to read personal data.
+* **Which key**: the recipient's X25519 key is derived from its Ed25519 roster key
+  (``VerifyKey.to_curve25519_public_key()``; the recipient opens with
+  ``SigningKey.to_curve25519_private_key()``). One key pair per party means no second
+  roster, no second rotation procedure and no second distribution channel: whoever can
+  verify a party's signatures can seal to it. The trade-off is key separation: the same
+  secret serves for signing and for decryption, so one leaked private key both forges and
+  reads, and a rotation that destroys the old private key also ends the reading of events
+  sealed to it only (hence sealing to every key valid at the event's time). The
+  Ed25519→X25519 map is the birational one libsodium implements; no attack is known on
+  using both with the same secret, but a deployment needing strict separation adds a
+  dedicated encryption key to the roster and changes only :func:`recipients`.
+* **Order**: sealed first, signed after. The signature covers the boxes, so a tampered box
+  fails signature verification before anyone tries to open it.
+
+Everything here is pure (no I/O); the runtime seals in the outbox and opens in the consumer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import rfc8785
+from nacl.exceptions import CryptoError
+from nacl.public import PrivateKey, PublicKey, SealedBox
+from nacl.signing import SigningKey
+from pydantic import BaseModel
+
+from xregion.errors import ConfigError, SchemaInvalid, UnsealFailed
+from xregion.signing import KeyRoster, RosterKey, Signer
+
+SEALED = "sealed"
+SENSITIVE_MARK = "x-sensitive"
+ANY_ITEM = "*"
+
+FieldPath = tuple[str, ...]
+"""Where a sensitive field sits in ``data``: property names, ``*`` for every list item."""
+
+
+# --- which fields ---------------------------------------------------------------------------
+
+
+def _resolve(node: Any, defs: Mapping[str, Any]) -> Any:
+    while isinstance(node, Mapping) and isinstance(node.get("$ref"), str):
+        ref = node["$ref"]
+        if not ref.startswith("#/$defs/"):
+            break
+        node = {**defs.get(ref.removeprefix("#/$defs/"), {}), **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _walk(node: Any, defs: Mapping[str, Any], path: FieldPath, refs: frozenset[str]) -> Iterator[FieldPath]:
+    if isinstance(node, Mapping) and isinstance(node.get("$ref"), str):
+        if node["$ref"] in refs:  # its sensitive fields would lie at unbounded depths
+            raise ValueError(f"recursive schema at {'.'.join(path)} ({node['$ref']}): sealing needs finite paths")
+        refs = refs | {node["$ref"]}
+    node = _resolve(node, defs)
+    if not isinstance(node, Mapping):
+        return
+    if node.get(SENSITIVE_MARK) is True:
+        yield path
+        return
+    for keyword in ("anyOf", "oneOf", "allOf"):
+        for alternative in node.get(keyword, []) or []:
+            yield from _walk(alternative, defs, path, refs)
+    for name, child in (node.get("properties") or {}).items():
+        yield from _walk(child, defs, (*path, name), refs)
+    if isinstance(node.get("items"), Mapping):
+        yield from _walk(node["items"], defs, (*path, ANY_ITEM), refs)
+
+
+def paths_in_schema(schema: Mapping[str, Any]) -> tuple[FieldPath, ...]:
+    """Every ``x-sensitive`` field of a JSON Schema (local ``$defs`` references followed)."""
+    return tuple(dict.fromkeys(_walk(schema, schema.get("$defs") or {}, (), frozenset())))
+
+
+@cache
+def sensitive_paths(model: type[BaseModel]) -> tuple[FieldPath, ...]:
+    """Every ``x-sensitive`` field of a payload model, from its JSON Schema (the contract)."""
+    return paths_in_schema(model.model_json_schema())
+
+
+def _visit(value: Any, path: FieldPath, where: FieldPath, fn: Callable[[Any, FieldPath], Any]) -> Any:
+    """``value`` with ``fn(leaf, concrete path)`` applied at ``path``; copies what it changes."""
+    if not path:
+        return fn(value, where)
+    head, rest = path[0], path[1:]
+    if head == ANY_ITEM:
+        if not isinstance(value, list):
+            return value
+        return [_visit(item, rest, (*where, str(i)), fn) for i, item in enumerate(value)]
+    if not isinstance(value, Mapping) or value.get(head) is None:
+        return value
+    return {**value, head: _visit(value[head], rest, (*where, head), fn)}
+
+
+def _apply(model: type[BaseModel], data: Mapping[str, Any], fn: Callable[[Any, FieldPath], Any]) -> dict[str, Any]:
+    result: Any = dict(data)
+    for path in sensitive_paths(model):
+        result = _visit(result, path, ("data",), fn)
+    return dict(result)
+
+
+def is_sealed(value: Any) -> bool:
+    """Whether ``value`` is a sealed value on the wire: ``{"sealed": {...}}``."""
+    return isinstance(value, Mapping) and set(value) == {SEALED} and isinstance(value[SEALED], Mapping)
+
+
+def sensitive_values(model: type[BaseModel], data: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``(field path, value)`` of every sensitive field present in ``data``, plain or sealed."""
+    found: list[tuple[str, Any]] = []
+
+    def collect(value: Any, where: FieldPath) -> Any:
+        found.append((".".join(where), value))
+        return value
+
+    _apply(model, data, collect)
+    return found
+
+
+def plain_fields(model: type[BaseModel], data: Mapping[str, Any]) -> list[str]:
+    """Paths of the sensitive fields of ``data`` that travel in the clear (not sealed)."""
+    return [where for where, value in sensitive_values(model, data) if not is_sealed(value)]
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A key a sensitive value is sealed to: the roster key id and its X25519 public key."""
+
+    key_id: str
+    public_key: PublicKey
+
+
+@dataclass(frozen=True)
+class OpeningKey:
+    """A party's X25519 private key (from its Ed25519 signing key) and the roster key id."""
+
+    key_id: str
+    private_key: PrivateKey
+
+    @classmethod
+    def of(cls, signer: Signer) -> OpeningKey:
+        return _opening_key(signer.key_id, signer.seed())
+
+    def __repr__(self) -> str:  # never the key
+        return f"OpeningKey(key_id={self.key_id!r})"
+
+
+@cache
+def _opening_key(key_id: str, seed: bytes) -> OpeningKey:
+    return OpeningKey(key_id, SigningKey(seed).to_curve25519_private_key())
+
+
+def usable_at(key: RosterKey, at: datetime) -> bool:
+    """Whether ``key`` may be used at ``at``: inside its validity period and not revoked."""
+    if key.revoked_at is not None and at >= key.revoked_at:
+        return False
+    return key.valid_from <= at and (key.valid_until is None or at < key.valid_until)
+
+
+def recipients(roster: Iterable[RosterKey], regions: Iterable[str], at: datetime) -> list[Recipient]:
+    """The keys to seal to: every key of each of ``regions`` usable at ``at``.
+
+    Raises :class:`~xregion.errors.ConfigError` naming a region that has no such key: its
+    personal data cannot be sent to it.
+    """
+    keys = list(roster)
+    found: list[Recipient] = []
+    for region in regions:
+        usable = [k for k in keys if k.party == region and usable_at(k, at)]
+        if not usable:
+            raise ConfigError(
+                f"no roster key of {region} is valid at {at.isoformat()}: cannot seal personal data to it",
+                party=region,
+            )
+        found += [Recipient(k.key_id, k.verify_key.to_curve25519_public_key()) for k in usable]
+    return found
+
+
+# --- sealing and opening -----------------------------------------------------------------------
+
+
+def seal_value(value: Any, to: Sequence[Recipient]) -> dict[str, Any]:
+    """``{"sealed": {key id: base64 box}}`` of ``value``'s JSON text, one box per recipient."""
+    if not to:
+        raise ValueError("a value is sealed to at least one recipient")
+    text = rfc8785.dumps(value)  # the value's JSON text (any JSON encoding opens the same)
+    boxes = {r.key_id: base64.b64encode(SealedBox(r.public_key).encrypt(text)).decode("ascii") for r in to}
+    return {SEALED: boxes}
+
+
+def open_value(value: Any, keys: Sequence[OpeningKey], where: str = "") -> Any:
+    """The plain value of a sealed value, opened with the first of ``keys`` it was sealed to."""
+    boxes = value[SEALED]
+    for key in keys:
+        box = boxes.get(key.key_id)
+        if box is None:
+            continue
+        try:
+            text = SealedBox(key.private_key).decrypt(base64.b64decode(box, validate=True))
+            return json.loads(text.decode("utf-8"))
+        except (CryptoError, binascii.Error, ValueError) as exc:
+            raise UnsealFailed(
+                f"sealed field {where or '(value)'} does not open with key {key.key_id}: {type(exc).__name__}",
+                field=where,
+                keyid=key.key_id,
+            ) from None
+    raise UnsealFailed(
+        f"sealed field {where or '(value)'} is not sealed to any key of this party "
+        f"(sealed to {', '.join(sorted(boxes)) or 'nobody'}; holds {', '.join(k.key_id for k in keys) or 'none'})",
+        field=where,
+        recipients=sorted(boxes),
+    )
+
+
+def seal_data(model: type[BaseModel], data: Mapping[str, Any], to: Sequence[Recipient]) -> dict[str, Any]:
+    """``data`` (plain, as composed) with every sensitive value sealed to ``to``.
+
+    A value that is already sealed is refused: the adapter seals, its caller gives plain text.
+    """
+
+    def seal(value: Any, where: FieldPath) -> Any:
+        if is_sealed(value):
+            field = ".".join(where)
+            raise SchemaInvalid(
+                f"{field} is sealed already; give the plain value, the adapter seals it",
+                errors=[{"field": field, "error": "sealed by the caller"}],
+            )
+        return seal_value(value, to)
+
+    if not sensitive_values(model, data):
+        return dict(data)
+    return _apply(model, data, seal)
+
+
+def open_data(model: type[BaseModel], data: Mapping[str, Any], keys: Sequence[OpeningKey]) -> dict[str, Any]:
+    """``data`` with every sealed sensitive value opened; plain values are left as they are.
+
+    Raises :class:`~xregion.errors.UnsealFailed` naming the field.
+    """
+
+    def unseal(value: Any, where: FieldPath) -> Any:
+        return open_value(value, keys, ".".join(where)) if is_sealed(value) else value
+
+    return _apply(model, data, unseal)
+
+
+class FieldSealing:
+    """One party's sealing context: seals to others from the roster, opens with its own keys.
+
+    Both are providers, read at each use, so a reloaded roster or a rotated key is picked up
+    without rebuilding anything.
+    """
+
+    def __init__(self, roster: Callable[[], KeyRoster], own_keys: Callable[[], Iterable[Signer]]) -> None:
+        self._roster = roster
+        self._own_keys = own_keys
+
+    def seal(
+        self, model: type[BaseModel], data: Mapping[str, Any], regions: Iterable[str], at: datetime
+    ) -> dict[str, Any]:
+        """``data`` with its sensitive values sealed to every usable key of ``regions``."""
+        if not sensitive_values(model, data):
+            return dict(data)
+        return seal_data(model, data, recipients(self._roster(), regions, at))
+
+    def open(self, model: type[BaseModel], data: Mapping[str, Any]) -> dict[str, Any]:
+        """``data`` with the values sealed to this party opened."""
+        if not any(is_sealed(v) for _, v in sensitive_values(model, data)):
+            return dict(data)
+        return open_data(model, data, [OpeningKey.of(s) for s in self._own_keys()])

@@ -36,9 +36,9 @@ def private_key_path(keys_dir: Path, party: str) -> Path:
     return keys_dir / "private" / f"{party}.key"
 
 
-def write_private_key(keys_dir: Path, signer: Signer) -> Path:
+def write_private_key(keys_dir: Path, signer: Signer, path: Path | None = None) -> Path:
     """Write ``signer``'s key file (mode 0600), atomically replacing any previous one."""
-    path = private_key_path(keys_dir, signer.party)
+    path = path or private_key_path(keys_dir, signer.party)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -57,6 +57,20 @@ def write_private_key(keys_dir: Path, signer: Signer) -> Path:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     return path
+
+
+def retired_key_path(keys_dir: Path, party: str, key_id: str) -> Path:
+    """Where a rotated-out private key is kept: it may still be needed to OPEN personal data
+    sealed to it by a sender that had not yet seen the new key (never to sign)."""
+    return keys_dir / "private" / "retired" / f"{party}.{key_id.split(':', 1)[-1]}.key"
+
+
+def load_retired_signers(keys_dir: Path, party: str) -> list[Signer]:
+    """``party``'s rotated-out keys (see :func:`retired_key_path`), oldest file first."""
+    folder = keys_dir / "private" / "retired"
+    if not folder.is_dir():
+        return []
+    return [load_signer_file(path, party) for path in sorted(folder.glob(f"{party}.*.key"))]
 
 
 def load_signer(keys_dir: Path, party: str) -> Signer:
@@ -122,6 +136,10 @@ def rotate_key(
         roster.add(closed[-1])
     roster.add(RosterKey(signer.key_id, party, bytes(signer.verify_key), moment))
     roster.save(keys_dir / ROSTER_FILE)
+    current = private_key_path(keys_dir, party)
+    if current.exists():  # keep the old key for opening what was sealed to it
+        old = load_signer_file(current, party)
+        write_private_key(keys_dir, old, retired_key_path(keys_dir, party, old.key_id))
     write_private_key(keys_dir, signer)
     return signer, closed
 

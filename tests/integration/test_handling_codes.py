@@ -153,6 +153,8 @@ async def test_forged_forward_of_an_h2_lead_is_dead_lettered_at_the_origin(bus: 
         assert letter.reason["code"] == "handling_restricted"
         assert letter.reason["referral_id"] == rid and letter.reason["target_region"] == "BJ"
         assert letter.reason["handling"] == "H2"
+        alerts = await eventually(bus.alerts, 10.0, "a security alert for the forged forward")
+        assert [(a.code, a.record["event_id"]) for a in alerts] == [("handling_restricted", forged.envelope.id)]
         assert (await tj.referral(rid)).state == "received"  # type: ignore[union-attr]
 
         await publish("lead.permission_requested", ASK)

@@ -244,3 +244,34 @@ async def _alerts(bus: Bus, n: int) -> Any:
     alerts = await bus.alerts("TJ")
     return alerts if len(alerts) >= n else None
 
+
+
+async def test_a_rotated_receiver_still_opens_personal_data_sealed_to_its_old_key(
+    bus: Bus, keys_dir: Path, js: JetStreamContext
+) -> None:
+    """BJ seals a lead's personal data to TJ's key of the moment; TJ's key is rotated (no
+    overlap) before the lead reaches it, and TJ restarts. The rotated-out key is kept under
+    ``private/retired/`` for opening only, so TJ's handler still gets the plaintext."""
+    bus.keys_dir = keys_dir
+    bus.settings = RuntimeSettings(ack_wait_s=5.0, max_deliver=5, key_reload_s=3600.0)
+    bj = Adapter.from_keys_dir("BJ", keys_dir, nats_url=bus.server.url, store_path=bus.root / "BJ.db",
+                               settings=bus.settings, handler=bus.recorder("BJ"))
+    bus.adapters["BJ"] = bj
+    await bj.store.open()  # not connected yet: the lead waits in BJ's outbox
+    data = example_payload("lead.submitted")
+    sent = await bj.client.open("lead.submitted", to="TJ", data=data)
+    old_tj_key = next(k.key_id for k in KeyRoster.load(keys_dir / "roster.json") if k.party == "TJ")
+
+    new_tj, _ = rotate_key(keys_dir, "TJ", timedelta(0))
+    [tj] = await bus.start("TJ")
+    assert tj.signer.key_id == new_tj.key_id and [s.key_id for s in tj.retired_signers] == [old_tj_key]
+    await bj.start()
+    await eventually(lambda: _all_received(bus, [sent]), what="the lead at TJ")
+
+    wire = json.loads((await js.get_msg(bus.settings.stream, 1)).data or b"{}")
+    sealed_name = wire["data"]["suspects"][0]["name"]
+    assert set(sealed_name["sealed"]) == {old_tj_key}, "the lead was not sealed to TJ's old key only"
+    [delivery] = bus.received["TJ"]
+    assert delivery.event.envelope.id == sent.envelope.id
+    assert delivery.payload.suspects[0].name == data["suspects"][0]["name"]  # type: ignore[attr-defined]
+    assert await bus.dead_letters() == []

@@ -31,7 +31,7 @@ from xregion.adapter.client import RegionClient
 from xregion.config import BusConfig, load_config
 from xregion.contracts.catalog import CATALOG, Catalog
 from xregion.errors import ConfigError, XRegionError
-from xregion.keys import ROSTER_FILE, load_signer, private_key_path
+from xregion.keys import ROSTER_FILE, load_retired_signers, load_signer, private_key_path
 from xregion.runtime.alerts import SecurityAlerts
 from xregion.runtime.connection import ClientIdentity, ConnectGate, connection_options
 from xregion.runtime.consumer import Consumer, Delivery, Handler
@@ -82,11 +82,13 @@ class Adapter:
         catalog: Catalog = CATALOG,
         versions: tuple[str, ...] = ("v1",),
         key_file: Path | None = None,
+        retired_signers: list[Signer] | None = None,
     ) -> None:
         self.config = config or load_config()
         self.region = self.config.regions.check_region(region)
         self.agency = agency or next(iter(self.config.regions.get(region).agencies))
         self.signer = signer
+        self.retired_signers: list[Signer] = list(retired_signers or [])
         self.roster = roster
         self.key_file = KeyFile(key_file, self.region, signer) if key_file is not None else None
         self.alerts: SecurityAlerts | None = None
@@ -107,7 +109,7 @@ class Adapter:
         # region's own key; both read at each use, so reloads and rotations apply at once.
         self.sealing = FieldSealing(
             lambda: self.roster.roster if isinstance(self.roster, LiveRoster) else self.roster,
-            lambda: [self.signer],
+            lambda: [self.signer, *self.retired_signers],
         )
         self.outbox = Outbox(
             self.store,
@@ -138,6 +140,7 @@ class Adapter:
             signer=load_signer(keys_dir, region),
             roster=LiveRoster.load(keys_dir / ROSTER_FILE, min_interval_s=settings.key_reload_s),
             key_file=private_key_path(keys_dir, region),
+            retired_signers=load_retired_signers(keys_dir, region),
             **kwargs,
         )
 
@@ -153,6 +156,8 @@ class Adapter:
         if signer.party != self.region:
             raise ConfigError(f"a key of {signer.party} cannot sign for {self.region}")
         previous = self.signer.key_id
+        if signer.key_id != previous:
+            self.retired_signers.append(self.signer)  # still opens what was sealed to it
         self.signer = signer
         self.outbox.signer = signer
         if self.key_file is not None:

@@ -58,9 +58,11 @@ SECURITY_CODES = frozenset(
         "chain_replay",
         "subject_mismatch",
         "misaddressed",
+        "handling_restricted",
     }
 )
-"""Dead-letter reasons that mean a forged, replayed or misrouted event got past the server."""
+"""Dead-letter reasons that mean a forged, replayed or misrouted event got past the server,
+or a region shared onward what the originator's handling code forbids."""
 
 
 def _rfc3339(moment: datetime) -> str:

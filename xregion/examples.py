@@ -189,5 +189,25 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "lessons": "线索移送与协查并行，大幅缩短办案周期。",
     },
     "share.acknowledged": {"applied": True},
+    "escalation.reminder": {
+        "referral_id": "BJ-0190c7a0-3c1e-7b2a-9f00-5e4d3c2b1a00",
+        "family": "lead",
+        "threshold": "reminder",
+        "late_party": "TJ",
+        "awaiting": "answer to lead.submitted",
+        "answer_by": "2026-10-15",
+        "days_past_due": 0,
+        "calendar": "working",
+    },
+    "escalation.overdue": {
+        "referral_id": "BJ-0190c7a0-3c1e-7b2a-9f00-5e4d3c2b1a00",
+        "family": "lead",
+        "threshold": "overdue",
+        "late_party": "TJ",
+        "awaiting": "answer to lead.submitted",
+        "answer_by": "2026-10-15",
+        "days_past_due": 1,
+        "calendar": "working",
+    },
 }
 """An example ``data`` object for each ``<family>.<event>``."""

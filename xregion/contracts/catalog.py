@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from xregion.contracts import assist, lead, recognition, share
+from xregion.contracts import assist, escalation, lead, recognition, share
 from xregion.contracts.common import Contract
 from xregion.errors import UnknownEventType, UnsupportedVersion
 
@@ -112,6 +112,7 @@ FAMILIES: dict[str, dict[str, type[Contract]]] = {
     "assist": assist.EVENTS,
     "recognition": recognition.EVENTS,
     "share": share.EVENTS,
+    "escalation": escalation.EVENTS,
 }
 
 

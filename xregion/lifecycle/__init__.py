@@ -4,7 +4,7 @@
 >>> state = LIFECYCLES.apply(None, Step("lead.submitted", "BJ", "TJ", "BJ-..."))
 """
 
-from xregion.lifecycle.families import ASSIST, LEAD, RECEIPTS, RECOGNITION, SHARE
+from xregion.lifecycle.families import ASSIST, ESCALATION, LEAD, RECEIPTS, RECOGNITION, SHARE
 from xregion.lifecycle.machine import (
     Lifecycle,
     Lifecycles,
@@ -14,7 +14,7 @@ from xregion.lifecycle.machine import (
     Transition,
 )
 
-LIFECYCLES = Lifecycles([LEAD, ASSIST, RECOGNITION, SHARE])
+LIFECYCLES = Lifecycles([LEAD, ASSIST, RECOGNITION, SHARE, ESCALATION])
 
 __all__ = [
     "LIFECYCLES",

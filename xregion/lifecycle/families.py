@@ -146,6 +146,15 @@ SHARE = Lifecycle(
     broadcast="required",
 )
 
+ESCALATION = Lifecycle(
+    family="escalation",
+    openings={"reminder": "issued", "overdue": "issued"},
+    transitions=(),
+    terminal=frozenset({"issued"}),
+)
+"""The coordinator's notices: opened by ``COORD``, addressed to one region, answered by
+nothing (the late party acts on the referral concerned instead)."""
+
 
 RECEIPTS: dict[str, tuple[str, dict[str, object]]] = {
     "lead.submitted": ("lead.received", {}),

@@ -1,0 +1,584 @@
+"""The auditor's streaming verifier: every stored event, checked once, in stream order.
+
+Input is any iterator of :class:`Record` — ``(stream seq, stored at, raw bytes)`` from the
+stream (:mod:`xregion.auditor.source`) or from an archive (:mod:`xregion.auditor.archive`).
+For each event the :class:`Replayer` checks, reusing the bus's own code:
+
+* structure, type and parties (:func:`xregion.codec.decode`) and, when known, that the
+  subject it was stored under says what its envelope says;
+* the signature against the key roster valid at the event's time, and the revocation grace
+  measured against the time it reached the stream (:meth:`KeyRoster.verify`);
+* the origin's hash chain and the sender's link chain (:class:`ChainTracker`): gaps
+  (removed events), forks (altered or injected events), replays and reorders;
+* lifecycle legality (:data:`xregion.lifecycle.LIFECYCLES`);
+* that every event awaiting an automatic receipt got it (:data:`RECEIPTS`), and that every
+  request with an ``answerby`` date was answered by then (per region pair);
+* that the events other regions' signed checkpoints attest are in the stream, with the
+  attested hash (:mod:`xregion.auditor.checkpoints`).
+
+Memory is bounded by the number of chains and of *open* referrals, not by the number of
+events: only chain heads, open referral states, outstanding receipts and answers, and the
+per-pair counters are kept; a referral whose lifecycle is finished is forgotten (with
+``keep_closed=False``). Problems are :class:`Anomaly` records carrying the stable code of
+:mod:`xregion.errors` (or an audit-only code below), the event id, the stream sequence, where
+in an archive it is, and the evidence.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from typing import Any
+
+from xregion.chain import ChainHead, ChainTracker
+from xregion.codec import DecodedEvent, check_subject, decode, step_of
+from xregion.errors import ChainError, ChainReplay, LifecycleError, VerificationError, XRegionError
+from xregion.lifecycle import LIFECYCLES, RECEIPTS, ReferralState
+from xregion.regions import BROADCAST, RegionRegistry
+from xregion.signing import KeyRoster, event_hash
+from xregion.subjects import parse as parse_subject
+
+RECEIPT_MISSING = "receipt_missing"
+ANSWER_LATE = "answer_late"
+ANSWER_OVERDUE = "answer_overdue"
+EVENT_REMOVED = "event_removed"
+"""A checkpoint attests an event the stream does not hold."""
+CHECKPOINT_MISMATCH = "checkpoint_mismatch"
+"""The stream holds another event than a checkpoint attests at that position."""
+CHECKPOINT_FORK = "checkpoint_fork"
+"""Two checkpoints attest different events at the same position of an origin chain."""
+CHECKPOINT_INVALID = "checkpoint_invalid"
+ARCHIVE_INVALID = "archive_invalid"
+
+BEIJING = timezone(timedelta(hours=8))
+
+
+def answer_deadline(answer_by: date) -> datetime:
+    """The end of the ``answerby`` day in UTC+8 (the contract's reading of the date)."""
+    return datetime.combine(answer_by + timedelta(days=1), time(0), BEIJING)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored message: its stream sequence, when it reached the stream, its bytes."""
+
+    seq: int
+    stored_at: datetime
+    raw: bytes
+    subject: str = ""
+    where: str = ""
+    """Its place in an archive, ``segment-000001.jsonl.gz:12`` (empty when read from NATS)."""
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """One problem found, with its evidence."""
+
+    code: str
+    message: str
+    event_id: str | None = None
+    stream_seq: int | None = None
+    where: str | None = None
+    origin: str | None = None
+    referral_id: str | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        for key in ("event_id", "stream_seq", "where", "origin", "referral_id"):
+            if (value := getattr(self, key)) is not None:
+                out[key] = value
+        if self.evidence:
+            out["evidence"] = _json_safe(self.evidence)
+        return out
+
+    def line(self) -> str:
+        """One human-readable line: where, code, event, message."""
+        place = self.where or (f"stream seq {self.stream_seq}" if self.stream_seq is not None else "")
+        event = f" event {self.event_id}" if self.event_id else ""
+        return f"{place + ': ' if place else ''}{self.code}{event}: {self.message}"
+
+
+def _json_safe(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str, ensure_ascii=False))
+
+
+@dataclass
+class PairStats:
+    """Deadline compliance of one region pair (requester → addressee)."""
+
+    requests: int = 0
+    on_time: int = 0
+    late: int = 0
+    overdue: int = 0
+    open: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+@dataclass
+class Attestation:
+    """What checkpoints say about one position of an origin chain."""
+
+    hash: str
+    regions: list[str]
+    checkpoint_seqs: list[int]
+
+
+@dataclass
+class _Pending:
+    event_id: str
+    stream_seq: int
+    since: datetime
+    pair: str
+    deadline: datetime | None = None
+
+
+@dataclass
+class ReplayResult:
+    """Counts and anomalies of a replay (the report's input)."""
+
+    events: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    first_stored_at: datetime | None = None
+    last_stored_at: datetime | None = None
+    by_family: Counter[str] = field(default_factory=Counter)
+    by_type: Counter[str] = field(default_factory=Counter)
+    by_region: Counter[str] = field(default_factory=Counter)
+    pairs: dict[str, PairStats] = field(default_factory=dict)
+    anomalies: list[Anomaly] = field(default_factory=list)
+    heads: dict[str, ChainHead] = field(default_factory=dict)
+    checkpoints: int = 0
+    open_referrals: int = 0
+    anchored: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return not self.anomalies
+
+    def by_code(self) -> Counter[str]:
+        return Counter(a.code for a in self.anomalies)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "first_stored_at": self.first_stored_at.isoformat() if self.first_stored_at else None,
+            "last_stored_at": self.last_stored_at.isoformat() if self.last_stored_at else None,
+            "anchored": self.anchored,
+            "by_family": dict(sorted(self.by_family.items())),
+            "by_type": dict(sorted(self.by_type.items())),
+            "by_region": dict(sorted(self.by_region.items())),
+            "deadlines": {k: v.to_json() for k, v in sorted(self.pairs.items())},
+            "checkpoints": self.checkpoints,
+            "open_referrals": self.open_referrals,
+            "heads": {o: [h.seq, h.hash] for o, h in sorted(self.heads.items())},
+            "anomalies_by_code": dict(sorted(self.by_code().items())),
+            "anomalies": [a.to_json() for a in self.anomalies],
+        }
+
+
+class Replayer:
+    """Feed :class:`Record` s in stream order with :meth:`feed`; :meth:`finish` at the end.
+
+    ``anchored=False`` (a replay starting after the stream's first message, ``--since``)
+    takes the first event seen of each chain as its head, and skips lifecycle checks of
+    referrals opened before the window, instead of reporting them.
+
+    ``region``/``referral`` restrict what is *reported and counted*; every event is still
+    verified, because the chains run through all of them. ``keep_closed`` keeps finished
+    referrals' states (for :func:`xregion.auditor.state.state_at`).
+    """
+
+    def __init__(
+        self,
+        roster: KeyRoster,
+        registry: RegionRegistry,
+        *,
+        grace: timedelta = timedelta(hours=1),
+        anchored: bool = True,
+        region: str | None = None,
+        referral: str | None = None,
+        keep_closed: bool = False,
+        receipt_grace: timedelta = timedelta(minutes=5),
+        attestations: Mapping[str, Mapping[int, Mapping[str, Attestation]]] | None = None,
+    ) -> None:
+        self.roster = roster
+        self.registry = registry
+        self.grace = grace
+        self.anchored = anchored
+        self.region = region
+        self.referral = referral
+        self.keep_closed = keep_closed
+        self.receipt_grace = receipt_grace
+        self.origins = ChainTracker()
+        self.links = ChainTracker()
+        self.states: dict[str, ReferralState] = {}
+        self._receipts: dict[str, dict[tuple[str, str], _Pending]] = {}  # referral -> (receipt type, region)
+        self._answers: dict[str, dict[str, _Pending]] = {}  # referral -> addressee region
+        self._attested: dict[str, dict[int, Mapping[str, Attestation]]] = {
+            o: dict(a) for o, a in (attestations or {}).items()
+        }
+        self.result = ReplayResult(anchored=anchored)
+        self._last_seq = 0
+        self._last_stored: datetime | None = None
+
+    # --- input --------------------------------------------------------------------------
+
+    def run(self, records: Iterable[Record], until: datetime | None = None) -> ReplayResult:
+        for record in records:
+            if until is not None and record.stored_at > until:
+                break
+            self.feed(record)
+        return self.finish(until)
+
+    def feed(self, record: Record) -> DecodedEvent | None:
+        """Verify one stored message; return the event if it was applied to the referral states."""
+        self._order(record)
+        try:
+            event = decode(record.raw, registry=self.registry)
+        except XRegionError as exc:
+            self._anomaly(exc, record, None)
+            return None
+        env = event.envelope
+        wire = event.wire
+        relevant = self._relevant(env.sender, env.addressee, env.subject)
+        if relevant:
+            self._count(event, record)
+        if record.subject:
+            try:
+                check_subject(parse_subject(record.subject), event)
+            except XRegionError as exc:
+                self._anomaly(exc, record, event, relevant)
+        try:
+            self.roster.verify(wire, env.sender, env.time, received_at=record.stored_at, grace=self.grace)
+        except VerificationError as exc:
+            # Not authentic: it belongs to nobody's chain and changes no referral.
+            self._anomaly(exc, record, event, True)
+            return None
+        if not self._chains(event, record):
+            return None
+        self._check_attested(event, record)
+        return self._lifecycle(event, record, relevant)
+
+    def _order(self, record: Record) -> None:
+        if record.seq <= self._last_seq:
+            self._anomaly_raw(
+                ARCHIVE_INVALID,
+                f"stream sequence {record.seq} does not follow {self._last_seq}: messages swapped, repeated or moved",
+                record,
+                evidence={"previous_seq": self._last_seq},
+            )
+        if self._last_stored is not None and record.stored_at < self._last_stored:
+            self._anomaly_raw(
+                ARCHIVE_INVALID,
+                f"stored at {record.stored_at.isoformat()}, before the previous message "
+                f"({self._last_stored.isoformat()}): the stream's clock never goes back",
+                record,
+            )
+        self._last_seq = max(self._last_seq, record.seq)
+        self._last_stored = record.stored_at
+        res = self.result
+        res.first_seq = record.seq if res.first_seq is None else res.first_seq
+        res.last_seq = record.seq
+        res.first_stored_at = res.first_stored_at or record.stored_at
+        res.last_stored_at = record.stored_at
+
+    def _relevant(self, sender: str, addressee: str, referral_id: str) -> bool:
+        if self.referral is not None and referral_id != self.referral:
+            return False
+        return self.region is None or self.region in (sender, addressee) or addressee == BROADCAST
+
+    def _count(self, event: DecodedEvent, record: Record) -> None:
+        env = event.envelope
+        self.result.events += 1
+        self.result.by_family[env.family] += 1
+        self.result.by_type[env.event_type] += 1
+        self.result.by_region[env.sender] += 1
+
+    # --- chains -------------------------------------------------------------------------
+
+    def _chains(self, event: DecodedEvent, record: Record) -> bool:
+        """Follow the origin and link chains; False if the event is a replay (not applied)."""
+        env, wire = event.envelope, event.wire
+        origin_ok = self._follow(self.origins, env.sender, wire, record, event, ("originseq", "prevhash"))
+        if origin_ok is None:
+            return False
+        version = env.version
+        link = f"{env.sender}>{env.addressee}" if version == 1 else f"{env.sender}>{env.addressee}@v{version}"
+        self._follow(self.links, link, wire, record, event, ("linkseq", "linkprev"), report=origin_ok)
+        return True
+
+    def _follow(
+        self,
+        tracker: ChainTracker,
+        chain: str,
+        wire: dict[str, Any],
+        record: Record,
+        event: DecodedEvent,
+        fields: tuple[str, str],
+        *,
+        report: bool = True,
+    ) -> bool | None:
+        """Accept into ``chain``; on a gap or fork report and resynchronise on this event.
+        Returns True (clean), False (reported, resynchronised) or None (a replay: not applied)."""
+        if not self.anchored and chain not in tracker.heads:
+            tracker.heads[chain] = ChainHead(int(wire[fields[0]]), event_hash(wire))
+            return True
+        try:
+            tracker.accept(wire, chain, fields)
+            return True
+        except ChainReplay as exc:
+            self._anomaly(exc, record, event)
+            return None
+        except ChainError as exc:
+            if report:
+                head = tracker.head(chain)
+                exc.details.setdefault("head", [head.seq, head.hash])
+                self._anomaly(exc, record, event)
+            tracker.heads[chain] = ChainHead(int(wire[fields[0]]), event_hash(wire))
+            return False
+
+    def _check_attested(self, event: DecodedEvent, record: Record) -> None:
+        env = event.envelope
+        attested = self._attested.get(env.sender)
+        if not attested:
+            return
+        claims = attested.pop(env.originseq, None)
+        if not claims:
+            return
+        actual = event_hash(event.wire)
+        for claim in claims.values():
+            if claim.hash == actual:
+                continue
+            self._anomaly_raw(
+                CHECKPOINT_MISMATCH,
+                f"checkpoints of {', '.join(claim.regions)} attest {env.sender} event {env.originseq} as "
+                f"{claim.hash}; the stream holds {actual} there: history was rewritten (or they lie)",
+                record,
+                event,
+                evidence={"attested": claim.hash, "stored": actual, "regions": claim.regions},
+            )
+
+    # --- lifecycle, receipts, deadlines -------------------------------------------------
+
+    def _lifecycle(self, event: DecodedEvent, record: Record, relevant: bool) -> DecodedEvent | None:
+        env = event.envelope
+        step = step_of(event)
+        previous = self.states.get(env.subject)
+        if previous is None and not self.anchored and env.event not in LIFECYCLES[env.family].openings:
+            return None  # opened before the window: nothing to check it against
+        try:
+            state = LIFECYCLES.apply(previous, step)
+        except LifecycleError as exc:
+            self._anomaly(exc, record, event, relevant)
+            return None
+        self.states[env.subject] = state
+        self._track_answers(event, record, state)
+        if self._finished(state):
+            # Withdrawn, cancelled, concluded...: nothing is awaited any more.
+            self._receipts.pop(env.subject, None)
+            self._answers.pop(env.subject, None)
+            if not self.keep_closed:
+                del self.states[env.subject]
+        return event
+
+    def _addressees(self, state: ReferralState) -> list[str]:
+        if state.addressee == BROADCAST:
+            return [c for c in self.registry.codes if c != state.origin]
+        return [state.addressee]
+
+    def _finished(self, state: ReferralState) -> bool:
+        lifecycle = LIFECYCLES[state.family]
+        if lifecycle.tracked:
+            return bool(lifecycle.track_terminal) and all(
+                state.tracks.get(r) in lifecycle.track_terminal for r in self._addressees(state)
+            )
+        return state.state in lifecycle.terminal
+
+    def _track_answers(self, event: DecodedEvent, record: Record, state: ReferralState) -> None:
+        env = event.envelope
+        rid = env.subject
+        from_origin = env.sender == state.origin
+        if from_origin:
+            targets = self._addressees(state)
+            receipt = RECEIPTS.get(env.event_type)
+            if receipt is not None:
+                for region in targets:
+                    pair = f"{env.sender}>{region}"
+                    self._receipts.setdefault(rid, {})[(receipt[0], region)] = _Pending(
+                        env.id, record.seq, record.stored_at, pair
+                    )
+            if env.answerby is not None:
+                deadline = answer_deadline(env.answerby)
+                for region in targets:
+                    pair = f"{env.sender}>{region}"
+                    if self._relevant(env.sender, region, rid):
+                        self._pair(pair).requests += 1
+                    self._answers.setdefault(rid, {})[region] = _Pending(
+                        env.id, record.seq, record.stored_at, pair, deadline
+                    )
+            return
+        _take(self._receipts, rid, (env.event_type, env.sender))
+        if env.event_type == f"{env.family}.received":
+            return  # a receipt is not an answer
+        pending = _take(self._answers, rid, env.sender)
+        if pending is None or pending.deadline is None:
+            return
+        stats = self._pair(pending.pair)
+        answered = record.stored_at
+        if answered <= pending.deadline:
+            stats.on_time += 1
+            return
+        stats.late += 1
+        if self._relevant(state.origin, env.sender, rid):
+            self._anomaly_raw(
+                ANSWER_LATE,
+                f"{env.sender} answered {pending.event_id} ({env.event_type}) at {answered.isoformat()}, "
+                f"after its deadline {pending.deadline.isoformat()}",
+                record,
+                event,
+                evidence={"request": pending.event_id, "deadline": pending.deadline.isoformat(), "pair": pending.pair},
+            )
+
+    def _pair(self, pair: str) -> PairStats:
+        return self.result.pairs.setdefault(pair, PairStats())
+
+    # --- the end ------------------------------------------------------------------------
+
+    def finish(self, at: datetime | None = None) -> ReplayResult:
+        """Close the replay at ``at`` (default: the last stored message, else now)."""
+        now = at or self._last_stored or datetime.now(UTC)
+        receipts = [(rid, k, p) for rid, waits in self._receipts.items() for k, p in waits.items()]
+        for rid, (receipt_type, region), pending in sorted(receipts, key=lambda x: x[2].stream_seq):
+            if pending.since + self.receipt_grace < now and self._relevant(pending.pair.split(">")[0], region, rid):
+                self._anomaly_raw(
+                    RECEIPT_MISSING,
+                    f"{region} never sent {receipt_type} for {pending.event_id} of referral {rid} "
+                    f"(stored {pending.since.isoformat()})",
+                    Record(pending.stream_seq, pending.since, b""),
+                    event_id=pending.event_id,
+                    referral_id=rid,
+                    evidence={"expected": receipt_type, "from": region},
+                )
+        answers = [(rid, region, p) for rid, waits in self._answers.items() for region, p in waits.items()]
+        for rid, region, pending in sorted(answers, key=lambda x: x[2].stream_seq):
+            if pending.deadline is None:
+                continue
+            stats = self._pair(pending.pair)
+            if pending.deadline < now:
+                stats.overdue += 1
+                if self._relevant(pending.pair.split(">")[0], region, rid):
+                    self._anomaly_raw(
+                        ANSWER_OVERDUE,
+                        f"{region} has not answered {pending.event_id} of referral {rid}; "
+                        f"its deadline {pending.deadline.isoformat()} has passed",
+                        Record(pending.stream_seq, pending.since, b""),
+                        event_id=pending.event_id,
+                        referral_id=rid,
+                        evidence={"deadline": pending.deadline.isoformat(), "pair": pending.pair},
+                    )
+            else:
+                stats.open += 1
+        for origin, attested in sorted(self._attested.items()):
+            head = self.origins.head(origin)
+            for seq, claims in sorted(attested.items()):
+                if not self.anchored and seq <= head.seq:
+                    continue  # before the window
+                where = "is missing from the stream" if seq <= head.seq else f"is beyond its head ({head.seq})"
+                for claim in claims.values():
+                    self._anomaly_raw(
+                        EVENT_REMOVED,
+                        f"checkpoints of {', '.join(claim.regions)} attest {origin} event {seq} ({claim.hash}); "
+                        f"it {where}: removed",
+                        Record(0, now, b""),
+                        origin=origin,
+                        evidence={"origin": origin, "seq": seq, "hash": claim.hash, "regions": claim.regions},
+                    )
+        self._attested.clear()
+        self.result.heads = dict(self.origins.heads)
+        self.result.open_referrals = len(self.states)
+        return self.result
+
+    # --- anomalies ----------------------------------------------------------------------
+
+    def _anomaly(self, exc: XRegionError, record: Record, event: DecodedEvent | None, relevant: bool = True) -> None:
+        if not relevant:
+            return
+        env = event.envelope if event is not None else None
+        details = {k: v for k, v in exc.details.items() if k not in ("event_id",)}
+        self.result.anomalies.append(
+            Anomaly(
+                code=exc.code,
+                message=exc.message,
+                event_id=env.id if env else None,
+                stream_seq=record.seq or None,
+                where=record.where or None,
+                origin=env.sender if env else None,
+                referral_id=env.subject if env else None,
+                evidence=details,
+            )
+        )
+
+    def _anomaly_raw(
+        self,
+        code: str,
+        message: str,
+        record: Record,
+        event: DecodedEvent | None = None,
+        *,
+        event_id: str | None = None,
+        referral_id: str | None = None,
+        origin: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> None:
+        env = event.envelope if event is not None else None
+        self.result.anomalies.append(
+            Anomaly(
+                code=code,
+                message=message,
+                event_id=env.id if env else event_id,
+                stream_seq=record.seq or None,
+                where=record.where or None,
+                origin=env.sender if env else origin,
+                referral_id=env.subject if env else referral_id,
+                evidence=dict(evidence or {}),
+            )
+        )
+
+
+def _take(table: dict[str, dict[Any, _Pending]], rid: str, key: Any) -> _Pending | None:
+    waits = table.get(rid)
+    if waits is None:
+        return None
+    found = waits.pop(key, None)
+    if not waits:
+        del table[rid]
+    return found
+
+
+def replay(
+    records: Iterable[Record],
+    roster: KeyRoster,
+    registry: RegionRegistry,
+    *,
+    until: datetime | None = None,
+    **options: Any,
+) -> ReplayResult:
+    """Verify ``records`` (see :class:`Replayer` for ``options``)."""
+    return Replayer(roster, registry, **options).run(records, until)
+
+
+def limited(records: Iterable[Record], until_seq: int | None) -> Iterator[Record]:
+    """``records`` up to stream sequence ``until_seq`` (inclusive)."""
+    for record in records:
+        if until_seq is not None and record.seq > until_seq:
+            return
+        yield record

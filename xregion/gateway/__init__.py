@@ -1,0 +1,1 @@
+"""The regional HTTP gateway: REST submission, reads, signed webhooks with dead letters."""

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -25,6 +26,7 @@ from xregion.examples import EVIDENCE_PHOTOS, EVIDENCE_PURCHASE, PAYLOADS
 from xregion.keys import init_keys, load_signer
 from xregion.lifecycle import ReferralState
 from xregion.permissions import OPERATOR
+from xregion.profiles import Profile, load_profile
 from xregion.runtime.operator import apply_topology
 from xregion.runtime.security import SecurityDir, ensure_dev_security
 from xregion.runtime.server import EmbeddedServer, ServerConfig, free_port
@@ -43,6 +45,27 @@ class Scenario:
     console: Console
     referrals: list[tuple[str, str, str]] = field(default_factory=list)  # (title, origin, referral id)
     inbound: dict[str, list[str]] = field(default_factory=dict)
+    profiles: dict[str, Profile] = field(default_factory=dict)  # adapters/profiles/<region>.toml
+
+    def case_number(self, region: str, serial: int, *, lead: bool = False) -> str | None:
+        """A local case number in ``region``'s format (from its profile), if it has one."""
+        profile = self.profiles.get(region)
+        return profile.case_number(2026, serial, lead=lead) if profile else None
+
+    def local_lead(self, region: str) -> dict[str, Any]:
+        """The example lead as ``region``'s case system records it, mapped to the v1 contract
+        through the region's profile (its field names and codes, its case number)."""
+        data = dict(PAYLOADS["lead.submitted"])
+        profile = self.profiles.get(region)
+        if profile is None:
+            return data
+        local = {next((k for k, v in profile.field_map.items() if v == f), f): v for f, v in data.items()}
+        right = next((k for k, v in profile.value_map.get("ip_right", {}).items() if v == data["ip_right"]), None)
+        local[next(k for k, v in profile.field_map.items() if v == "ip_right")] = right or data["ip_right"]
+        local[next(k for k, v in profile.field_map.items() if v == "origin_case_number")] = self.case_number(
+            region, 341, lead=True
+        )
+        return profile.to_contract(local)
 
     def client(self, region: str) -> RegionClient:
         return self.adapters[region].client
@@ -72,11 +95,12 @@ class Scenario:
 
 
 async def lead_accepted_and_concluded(sc: Scenario) -> None:
-    sent = await sc.client("BJ").open("lead.submitted", to="TJ", data=PAYLOADS["lead.submitted"])
+    sent = await sc.client("BJ").open("lead.submitted", to="TJ", data=sc.local_lead("BJ"))
     rid = sent.envelope.subject
     sc.referrals.append(("线索移送 BJ→TJ", "BJ", rid))
     await sc.state("TJ", rid, "received")
-    await sc.client("TJ").send(rid, "lead.accepted", PAYLOADS["lead.accepted"])
+    number = sc.case_number("TJ", 2207) or PAYLOADS["lead.accepted"]["local_case_number"]
+    await sc.client("TJ").send(rid, "lead.accepted", dict(PAYLOADS["lead.accepted"], local_case_number=number))
     await sc.state("BJ", rid, "accepted")
     await sc.client("TJ").send(rid, "lead.progress", PAYLOADS["lead.progress"])
     await sc.client("TJ").send(rid, "lead.concluded", PAYLOADS["lead.concluded"])
@@ -101,7 +125,9 @@ async def lead_forwarded(sc: Scenario) -> None:
     await sc.state("TJ", rid, "forwarded")
     await sc.state("BJ", new_id, "received")
     await sc.client("BJ").send(
-        new_id, "lead.accepted", dict(PAYLOADS["lead.accepted"], local_case_number="京市监立〔2026〕3301号")
+        new_id,
+        "lead.accepted",
+        dict(PAYLOADS["lead.accepted"], local_case_number=sc.case_number("BJ", 3301) or "京市监立〔2026〕3301号"),
     )
     await sc.state("HE", new_id, "accepted")
     sc.note("lead TJ→HE marked H2: forwarded by HE to BJ with TJ's permission as a linked referral, accepted by BJ")
@@ -220,13 +246,18 @@ async def run_demo(
         adapters: dict[str, Adapter] = {}
         sc = Scenario(adapters, console)
         for region in regions:
+            if (profile := load_profile(region, config)) is not None:
+                sc.profiles[region] = profile
+        for region in regions:
+            profile = sc.profiles.get(region)
             adapter = Adapter(
                 region,
                 signer=load_signer(root / "keys", region),
                 roster=roster,
                 nats_url=nats_url,
                 store_path=root / f"{region}.db",
-                config=config,
+                config=profile.apply(config) if profile else config,
+                agency=profile.default_agency if profile else None,
                 settings=sec.settings_for(region, settings) if sec is not None else settings,
                 handler=recorder(sc, region),
             )

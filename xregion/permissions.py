@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from xregion.errors import ConfigError
 from xregion.regions import AUDITOR, COORDINATOR, PARTY_CODE
-from xregion.subjects import ALERT_ROOT, DLQ_ROOT, ROOT, publish_patterns, subscribe_patterns
+from xregion.subjects import ALERT_ROOT, CHECKPOINT_ROOT, DLQ_ROOT, ROOT, publish_patterns, subscribe_patterns
 
 OPERATOR = "ADMIN"
 """The operator identity: declares streams and consumers; no events."""
@@ -85,7 +85,7 @@ def _forged_roots(party: str) -> tuple[str, ...]:
     """Six-token subjects under the dead-letter and alert roots that an event pattern with
     a wildcard version (``xregion.*.*.*.<party>.*``) would otherwise let ``party`` publish,
     e.g. ``xregion.dlq.TJ.x.BJ.y`` — a dead letter filed under TJ's name."""
-    return tuple(f"{root}.*.*.{party}.*" for root in (DLQ_ROOT, ALERT_ROOT))
+    return tuple(f"{root}.*.*.{party}.*" for root in (DLQ_ROOT, ALERT_ROOT, CHECKPOINT_ROOT))
 
 
 def _stream_info(*streams: str) -> list[str]:
@@ -147,6 +147,7 @@ def region_permissions(region: str, names: BusNames = DEFAULT_NAMES) -> Permissi
         *publish_patterns(region, ANY_VERSION),
         f"{DLQ_ROOT}.{region}.>",
         f"{ALERT_ROOT}.{region}.>",
+        f"{CHECKPOINT_ROOT}.{region}",
         f"{JS_API}.INFO",
         *_stream_info(names.stream, names.dead_letter_stream),
         *_durable_reader(names.stream, consumer_name(region)),

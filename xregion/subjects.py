@@ -23,6 +23,8 @@ DLQ_ROOT = f"{ROOT}.dlq"
 """Dead letters: ``xregion.dlq.<region>.<reason code>`` (four tokens, never an event subject)."""
 ALERT_ROOT = f"{ROOT}.alert"
 """Security alerts: ``xregion.alert.<party>.>``."""
+CHECKPOINT_ROOT = f"{ROOT}.checkpoint"
+"""Cross-witnessed checkpoints: ``xregion.checkpoint.<region>`` (:mod:`xregion.checkpoint`)."""
 
 
 @dataclass(frozen=True)

@@ -566,9 +566,12 @@ def test_paths_cover_every_transition_and_terminal_state() -> None:
     played = {entry[0] for history, _ in PATHS.values() for entry in history}
     played |= {"lead.forwarded", "recognition.recognized", "recognition.contested", "recognition.revoked"}
     played |= {f"share.{event}" for event in LIFECYCLES["share"].openings} | {"share.acknowledged"}
+    # escalation.* are the coordinator's (tests/integration/test_coordinator.py plays them)
+    played |= {f"escalation.{event}" for event in LIFECYCLES["escalation"].openings}
     every = {f"{lc.family}.{event}" for lc in LIFECYCLES for event in lc.events}
     assert every - played == set()
     finals = {(history[0][0].split(".")[0], final) for history, (final, _) in PATHS.values()} | {("lead", "forwarded")}
+    finals |= {("escalation", "issued")}
     terminal = {(lc.family, state) for lc in LIFECYCLES for state in lc.terminal}
     assert terminal - finals == set()
 

@@ -103,7 +103,7 @@ def fields(exc: ContractError) -> list[str]:
 
 
 def test_catalog_covers_four_families_and_every_example() -> None:
-    assert {t.family for t in EVENT_TYPES} == {"lead", "assist", "recognition", "share"}
+    assert {t.family for t in EVENT_TYPES} == {"lead", "assist", "recognition", "share", "escalation"}
     assert set(EVENT_NAMES) == set(PAYLOADS)
     assert all(t.version == 1 for t in EVENT_TYPES)
 

@@ -21,11 +21,14 @@ from xregion.runtime.identities import new_seed, public_key, render_authorizatio
 def test_region_publishes_only_as_itself_and_reads_only_its_own() -> None:
     perms = region_permissions("BJ")
     events = [
-        p for p in perms.publish if p.startswith("xregion.") and not p.startswith(("xregion.dlq", "xregion.alert"))
+        p
+        for p in perms.publish
+        if p.startswith("xregion.") and not p.startswith(("xregion.dlq", "xregion.alert", "xregion.checkpoint"))
     ]
     assert events == ["xregion.*.*.*.BJ.*"]
     assert "xregion.dlq.BJ.>" in perms.publish and "xregion.alert.BJ.>" in perms.publish
-    assert perms.publish_deny == ("xregion.dlq.*.*.BJ.*", "xregion.alert.*.*.BJ.*")
+    assert "xregion.checkpoint.BJ" in perms.publish  # its own signed checkpoints only
+    assert perms.publish_deny == ("xregion.dlq.*.*.BJ.*", "xregion.alert.*.*.BJ.*", "xregion.checkpoint.*.*.BJ.*")
     assert perms.subscribe == ("xregion.*.*.*.*.BJ", "xregion.*.*.*.*.ALL", "_INBOX_BJ.>")
 
 

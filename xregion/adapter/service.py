@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from tenacity import (
 
 from xregion.adapter.asyncapi import declare_channels
 from xregion.adapter.client import RegionClient
+from xregion.chain import ChainHead
+from xregion.checkpoint import checkpoint_subject, sign_checkpoint
 from xregion.config import BusConfig, load_config
 from xregion.contracts.catalog import CATALOG, Catalog
 from xregion.errors import ConfigError, XRegionError
@@ -36,6 +39,7 @@ from xregion.runtime.alerts import SecurityAlerts
 from xregion.runtime.connection import ClientIdentity, ConnectGate, connection_options
 from xregion.runtime.consumer import Consumer, Delivery, Handler
 from xregion.runtime.keyfiles import KeyFile, LiveRoster
+from xregion.runtime.metrics import OUTBOX_DEPTH
 from xregion.runtime.outbox import Outbox
 from xregion.runtime.relay import Relay
 from xregion.runtime.settings import RuntimeSettings
@@ -130,6 +134,7 @@ class Adapter:
         )
         self.topology: TopologyReport | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._checkpointed: dict[str, ChainHead] | None = None
 
     @classmethod
     def from_keys_dir(cls, region: str, keys_dir: Path, **kwargs: Any) -> Adapter:
@@ -184,6 +189,7 @@ class Adapter:
             self.check_keys()
 
     def _wake_relay(self) -> None:
+        OUTBOX_DEPTH.labels(region=self.region).inc()
         if self.relay is not None:
             self.relay.notify()
 
@@ -215,7 +221,8 @@ class Adapter:
         for drift in self.topology.drift:
             log.warning("stream settings differ from xregion defaults; left unchanged", region=self.region, drift=drift)
         self.client._js = js
-        self.relay = Relay(self.store, js, self.settings.stream)
+        self.relay = Relay(self.store, js, self.settings.stream, on_published=self._published)
+        OUTBOX_DEPTH.labels(region=self.region).set(await self.store.outbox_depth())
         self.alerts = SecurityAlerts(
             js,
             self.region,
@@ -240,6 +247,7 @@ class Adapter:
             asyncio.create_task(self._supervise("relay", self.relay.run)),
             asyncio.create_task(self._supervise("consumer", self.consumer.run)),
             asyncio.create_task(self._supervise("keys", self._watch_keys)),
+            asyncio.create_task(self._supervise("checkpoints", self._checkpoints)),
         ]
         log.info("adapter running", region=self.region, agency=self.agency, nats=self.nats_url)
 
@@ -259,6 +267,29 @@ class Adapter:
                     detail=str(exc)[:300],
                 )
                 await asyncio.sleep(1.0)
+
+    async def _published(self, row: Any, ack: Any) -> None:
+        OUTBOX_DEPTH.labels(region=self.region).dec()
+
+    async def publish_checkpoint(self, *, force: bool = False) -> dict[str, ChainHead] | None:
+        """Publish a signed checkpoint of the origin chain heads this region has seen
+        (:mod:`xregion.checkpoint`) if they changed since the last one (or ``force``)."""
+        heads = await self.store.read(lambda db: Store.origin_heads(db, self.region))
+        if not heads or (heads == self._checkpointed and not force):
+            return None
+        body = sign_checkpoint(self.signer, heads, datetime.now(UTC))
+        await self.broker.connection.jetstream().publish(checkpoint_subject(self.region), body, timeout=5.0)
+        self._checkpointed = heads
+        log.info("checkpoint published", region=self.region, origins=len(heads))
+        return heads
+
+    async def _checkpoints(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.checkpoint_interval_s)
+            try:
+                await self.publish_checkpoint()
+            except Exception as exc:  # the broker away, or a stream without the checkpoint subject
+                log.warning("checkpoint not published", region=self.region, error=type(exc).__name__)
 
     async def _answer(self, referral_id: str, event_type: str, data: dict[str, Any], causation_id: str) -> Any:
         """Automatic receipts from the consumer go through the same outbox as everything else."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from xregion.cli import ops, run, schemas
+from xregion.cli import audit, dashboard, ops, run, schemas
 
 app = typer.Typer(
     name="xregion",
@@ -18,6 +18,14 @@ app.add_typer(run.keys_app, name="keys")
 app.add_typer(run.adapter_app, name="adapter")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(ops.app, name="ops")
+app.add_typer(audit.app, name="audit")
+app.command("dashboard")(dashboard.dashboard)
+
+from xregion.cli import coordinator as coordinator_cli  # noqa: E402
+from xregion.cli import status as status_cli  # noqa: E402
+
+app.add_typer(coordinator_cli.app, name="coordinator")
+app.command("status")(status_cli.status)
 
 
 def main() -> None:

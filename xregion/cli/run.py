@@ -238,6 +238,29 @@ def adapter_run(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics (handler latency, outbox depth) on this port at /metrics."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Listen address of --metrics-port.")] = "127.0.0.1",
+    http: Annotated[
+        str | None,
+        typer.Option(help="Serve the HTTP gateway on HOST:PORT (e.g. :8081); token from XREGION_HTTP_TOKEN."),
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(help="POST inbound events here (with --http), signed with XREGION_WEBHOOK_SECRET."),
+    ] = None,
+    webhook_attempts: Annotated[int, typer.Option(help="Webhook attempts before dead-lettering.")] = 8,
+    http_tls_cert: Annotated[Path | None, typer.Option(help="Serve --http over HTTPS with this certificate.")] = None,
+    http_tls_key: Annotated[Path | None, typer.Option(help="Private key of --http-tls-cert.")] = None,
+    http_client_ca: Annotated[
+        Path | None, typer.Option(help="Mutual TLS: require client certificates issued by this CA.")
+    ] = None,
+    sql_bridge: Annotated[
+        str | None,
+        typer.Option(help="Bridge xregion_outbox/xregion_inbox tables: postgresql://... or an SQLite file."),
+    ] = None,
 ) -> None:
     """Run one region's adapter (a FastStream application) until SIGTERM/Ctrl-C.
 
@@ -258,13 +281,40 @@ def adapter_run(
     }
     if handler:
         kwargs["handler"] = load_handler(handler)
+    gateway, bridge = None, None
+    if sql_bridge:
+        from xregion.bridge import SqlBridge
+
+        bridge = SqlBridge(sql_bridge, inner=kwargs.get("handler"))
+        kwargs["handler"] = bridge.handler
+    if http:
+        from xregion.gateway.server import Gateway
+
+        gateway = Gateway(
+            webhook_url=webhook_url,
+            max_attempts=webhook_attempts,
+            inner=kwargs.get("handler"),
+            tls_cert=http_tls_cert,
+            tls_key=http_tls_key,
+            client_ca=http_client_ca,
+        )
+        kwargs["handler"] = gateway.handler
     try:
         adapter = Adapter.from_keys_dir(region, keys_dir, **kwargs)
     except XRegionError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=metrics_host)
     try:
-        asyncio.run(adapter.app().run())
+        if gateway is not None or bridge is not None:
+            from xregion.gateway.server import serve
+
+            asyncio.run(serve(adapter, gateway=gateway, listen=http, bridge=bridge))
+        else:
+            asyncio.run(adapter.app().run())
     except XRegionError as exc:  # e.g. TLS or NKey refused, topology missing: no retry will help
         console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False)
         raise typer.Exit(1) from None

@@ -16,6 +16,7 @@ import typer
 from xregion import schema_export
 from xregion.adapter import asyncapi
 from xregion.contracts.catalog import CATALOG
+from xregion.gateway import app as gateway_app
 from xregion.schema_compat import Incompatibility, compare_documents
 
 VERSION = 1
@@ -91,6 +92,16 @@ def export(
     if not spec.exists() or spec.read_text(encoding="utf-8") != text:
         spec.write_text(text, encoding="utf-8")
         typer.echo(f"updated   {spec}")
+    openapi_file = root / gateway_app.OPENAPI_FILE
+    openapi_text = gateway_app.render_openapi()
+    if not openapi_file.exists() or openapi_file.read_text(encoding="utf-8") != openapi_text:
+        openapi_file.write_text(openapi_text, encoding="utf-8")
+        typer.echo(f"updated   {openapi_file}")
+
+
+def _openapi_drift(root: Path) -> bool:
+    spec = root / gateway_app.OPENAPI_FILE
+    return not spec.exists() or spec.read_text(encoding="utf-8") != gateway_app.render_openapi()
 
 
 def _asyncapi_drift(root: Path) -> bool:
@@ -103,6 +114,14 @@ def check(root: RootOption = Path("schemas")) -> None:
     """Exit 1 if ROOT/v1/ differs from the models; name the fields of breaking changes."""
     base = schema_export.version_dir(root, VERSION)
     drift = schema_export.diff(root, CATALOG, VERSION)
+    if _openapi_drift(root):
+        typer.echo(
+            f"{root / gateway_app.OPENAPI_FILE} differs from the HTTP gateway: "
+            "run `xregion schemas export` and commit it.",
+            err=True,
+        )
+        if not drift and not _asyncapi_drift(root):
+            raise typer.Exit(1)
     if _asyncapi_drift(root):
         typer.echo(
             f"{root / asyncapi.ASYNCAPI_FILE} differs from the FastStream application: "
@@ -113,7 +132,10 @@ def check(root: RootOption = Path("schemas")) -> None:
             raise typer.Exit(1)
     elif not drift:
         count = len(schema_export.committed_files(root, VERSION))
-        typer.echo(f"{base} is up to date ({count} files); {root / asyncapi.ASYNCAPI_FILE} is up to date")
+        typer.echo(
+            f"{base} is up to date ({count} files); {root / asyncapi.ASYNCAPI_FILE} and "
+            f"{root / gateway_app.OPENAPI_FILE} are up to date"
+        )
         return
     found = _breaking(root)
     breaking = _by_file(found)

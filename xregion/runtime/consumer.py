@@ -79,6 +79,7 @@ from xregion.regions import RegionRegistry
 from xregion.runtime.alerts import SECURITY_CODES, SecurityAlerts
 from xregion.runtime.deadletter import publish_dead_letter
 from xregion.runtime.keyfiles import LiveRoster
+from xregion.runtime.metrics import HANDLER_LATENCY
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.store import HistoryEntry, Store, Tx
 from xregion.runtime.topology import BACKOFF_S, consumer_name
@@ -305,7 +306,8 @@ class Consumer:
             return "term"
         try:
             async with self.store.transaction() as tx:
-                await self.handler(Delivery(event, stream_seq, delivered, tx, self.catalog))
+                with HANDLER_LATENCY.labels(region=self.region).time():
+                    await self.handler(Delivery(event, stream_seq, delivered, tx, self.catalog))
                 await tx.run(lambda db: self._record(db, event, stream_seq, state))
                 await self._receipt(event)
         except Exception as exc:

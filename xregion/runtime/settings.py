@@ -47,4 +47,10 @@ class RuntimeSettings(BaseSettings):
     alert_retry_s: float = Field(
         default=600.0, gt=0, description="How long a security alert is retried before it is given up (and logged)."
     )
+    checkpoint_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often an adapter publishes its signed checkpoint of the origin chain heads it has seen "
+        "(only when they changed), for the auditor's cross-witness check.",
+    )
     log_format: str = Field(default="auto", description="auto | json | console")

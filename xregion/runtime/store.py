@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from xregion.chain import GENESIS, ChainHead
 from xregion.lifecycle import ReferralState
+from xregion.signing import event_hash
 
 T = TypeVar("T")
 
@@ -350,6 +351,25 @@ class Store:
         """The stream sequence at which event ``event_id`` was handled (0 if not recorded), or None."""
         row = db.execute("SELECT stream_seq FROM inbox WHERE event_id = ?", (event_id,)).fetchone()
         return None if row is None else int(row[0] or 0)
+
+    @staticmethod
+    def origin_heads(db: sqlite3.Connection, own: str) -> dict[str, ChainHead]:
+        """The highest (originseq, event hash) of every origin chain this region has seen: the
+        events it handled from each origin, and its own published ones (``own``). What its
+        checkpoints attest (:mod:`xregion.checkpoint`)."""
+        heads: dict[str, ChainHead] = {}
+        rows = db.execute(
+            "SELECT i.origin, i.originseq, i.payload FROM inbox i JOIN (SELECT origin, MAX(originseq) AS top "
+            "FROM inbox GROUP BY origin) m ON i.origin = m.origin AND i.originseq = m.top"
+        ).fetchall()
+        for origin, seq, payload in rows:
+            heads[origin] = ChainHead(seq, event_hash(json.loads(payload)))
+        row = db.execute(
+            "SELECT seq, hash FROM outbox WHERE published_at IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if row is not None:
+            heads[own] = ChainHead(row[0], row[1])
+        return heads
 
     @staticmethod
     def chain_heads(db: sqlite3.Connection) -> dict[str, ChainHead]:

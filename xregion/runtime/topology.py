@@ -5,7 +5,8 @@
   limit, deletes and purges denied — events are evidence.
 * ``XREGION_DLQ`` holds dead letters (``xregion.dlq.<region>.<reason>``) with their reason,
   and the security alerts adapters raise for the coordinator
-  (``xregion.alert.<detecting region>.<reason>``).
+  (``xregion.alert.<detecting region>.<reason>``), and every region's signed
+  checkpoints of the chain heads it has seen (``xregion.checkpoint.<region>``).
 * One durable pull consumer per region, filtered to what is addressed to it or to ``ALL``,
   explicit acks, bounded redelivery with backoff.
 
@@ -28,6 +29,7 @@ from xregion.permissions import COORDINATOR_CONSUMER
 from xregion.permissions import consumer_name as consumer_name
 from xregion.runtime.settings import RuntimeSettings
 from xregion.subjects import ALERT_ROOT as ALERT_ROOT
+from xregion.subjects import CHECKPOINT_ROOT as CHECKPOINT_ROOT
 from xregion.subjects import DLQ_ROOT as DLQ_ROOT
 from xregion.subjects import dead_letter_subject as dead_letter_subject
 from xregion.subjects import stream_subjects, subscribe_patterns
@@ -74,7 +76,7 @@ def dead_letter_stream_config(settings: RuntimeSettings) -> api.StreamConfig:
     return api.StreamConfig(
         name=settings.dead_letter_stream,
         description="xregion dead letters: rejected or undeliverable messages with their reason",
-        subjects=[f"{DLQ_ROOT}.>", f"{ALERT_ROOT}.>"],
+        subjects=[f"{DLQ_ROOT}.>", f"{ALERT_ROOT}.>", f"{CHECKPOINT_ROOT}.>"],
         retention=api.RetentionPolicy.LIMITS,
         storage=api.StorageType.FILE,
         num_replicas=settings.replicas,

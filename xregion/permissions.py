@@ -165,6 +165,8 @@ def coordinator_permissions(names: BusNames = DEFAULT_NAMES) -> Permissions:
         f"{JS_API}.INFO",
         *_stream_info(names.stream, names.dead_letter_stream),
         *_durable_reader(names.stream, COORDINATOR_CONSUMER),
+        # Read-only metadata of every durable: the consumer lag of each region on /metrics.
+        f"{JS_API}.CONSUMER.INFO.{names.stream}.>",
         f"{JS_API}.STREAM.MSG.GET.{names.dead_letter_stream}",
         *_evidence_reader(names),
     ]

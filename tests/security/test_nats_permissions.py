@@ -134,7 +134,14 @@ async def test_coordinator_reads_everything_through_its_durable(secure_bus: Secu
     for msg in msgs:
         await msg.ack()
     assert {m.subject for m in msgs} == {"xregion.v1.lead.submitted.BJ.TJ", "xregion.v1.lead.received.TJ.BJ"}
+    # The regions' consumer lag (for /metrics) is readable; their messages are not.
+    info = await nc.jetstream().consumer_info("XREGION", consumer_name("TJ"))
+    assert info.name == consumer_name("TJ") and info.num_pending is not None
     assert secure_bus.log.security_events() == []
+    tj_sub = await nc.jetstream().pull_subscribe_bind(durable=consumer_name("TJ"), stream="XREGION")
+    with pytest.raises(REFUSED):
+        await tj_sub.fetch(1, timeout=1.0)
+    await secure_bus.log.wait_violation(f"$js.api.consumer.msg.next.xregion.{consumer_name('TJ')}", "COORD")
 
 
 async def test_auditor_reads_the_stream_and_publishes_nothing(secure_bus: SecureBus) -> None:

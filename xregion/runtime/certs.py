@@ -140,7 +140,13 @@ class Authority:
     ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         """A leaf certificate: a server one (with SANs) or a client one (CN = party)."""
         key = ec.generate_private_key(ec.SECP256R1())
-        usages = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
+        # A server certificate also authenticates its server as a client: cluster routes and
+        # leaf-node links are mutual TLS between servers.
+        usages = (
+            [ExtendedKeyUsageOID.CLIENT_AUTH]
+            if client
+            else [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+        )
         builder = (
             _builder(_name(common_name, unit), self.cert.subject, key.public_key())
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)

@@ -92,8 +92,9 @@ def broker(
             sec = ensure_dev_security(security_dir or data_dir / "security", regions, hosts=hosts)
             sec.secure(config)
         server.start()
-        if sec is not None and sec.has_identity(OPERATOR):
-            report = asyncio.run(apply_topology(server.url, regions, identity=sec.identity(OPERATOR)))
+        if sec is None or sec.has_identity(OPERATOR):  # an open server: declared over a plain connection
+            identity = sec.identity(OPERATOR) if sec is not None else None
+            report = asyncio.run(apply_topology(server.url, regions, identity=identity))
             for line in report.created:
                 console.print(f"created {line}")
     except XRegionError as exc:

@@ -66,6 +66,12 @@ class ServerConfig:
     chain to (``verify: true``)."""
     extra: list[str] = field(default_factory=list)
     """Further configuration blocks (cluster, leaf nodes) rendered verbatim."""
+    jetstream: bool = True
+    """False: a server that stores nothing (a regional leaf node; ``store_dir`` still holds
+    its configuration and log)."""
+    conf_dir: Path | None = None
+    """Where the rendered file will live (``include`` paths are relative to it); default
+    ``store_dir``, where :class:`EmbeddedServer` writes it."""
 
     @property
     def secure(self) -> bool:
@@ -78,17 +84,20 @@ class ServerConfig:
             f'server_name: "{self.server_name}"',
             f"listen: {self.host}:{self.port}",
             "max_payload: 1MB",
-            "jetstream {",
-            f'  store_dir: "{store}"',
-            *(["  sync_interval: always"] if self.sync_always else []),
-            "}",
         ]
+        if self.jetstream:
+            lines += [
+                "jetstream {",
+                f'  store_dir: "{store}"',
+                *(["  sync_interval: always"] if self.sync_always else []),
+                "}",
+            ]
         if self.http_port is not None:
             lines.append(f"http: {self.host}:{self.http_port}")
         if self.auth_file is not None:
             # nats-server resolves an include relative to the including file (even an absolute
             # path): the configuration is written into the store directory.
-            relative = os.path.relpath(self.auth_file.resolve(), self.store_dir.resolve())
+            relative = os.path.relpath(self.auth_file.resolve(), (self.conf_dir or self.store_dir).resolve())
             lines.append(f'include "{Path(relative).as_posix()}"')
         if self.tls is not None:
             lines += [

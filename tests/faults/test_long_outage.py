@@ -1,11 +1,11 @@
-"""A broker outage longer than the client's reconnect budget (130 s > nats-py's default ~2 min).
+"""A broker outage of three minutes, longer than the client's reconnect budget (nats-py's default ~2 min).
 
 Requirement: the adapter does not spin the CPU, keeps accepting submissions into its
 outbox, and recovers by itself.
 
 TJ runs as a real ``xregion adapter run`` subprocess (its CPU time read from ``/proc``); BJ
 runs in-process and submits ``lead.submitted`` to TJ. After a warm-up exchange the broker is
-SIGKILLed and kept down for ``OUTAGE_S``; meanwhile BJ submits a lead every second (each
+SIGKILLed and kept down for ``outage_s``; meanwhile BJ submits a lead every second (each
 submission must return promptly, into the outbox), and both adapters' CPU time is sampled.
 Then the broker is restarted on the same store and port, and nothing else is touched: the
 adapters must reconnect, publish the backlog and deliver every lead to TJ exactly once, in
@@ -44,8 +44,10 @@ from xregion.runtime.server import EmbeddedServer
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 WARMUP = 20
-OUTAGE_S = 130.0
-"""Longer than nats-py's default reconnect budget (60 attempts × 2 s): the prescribed duration."""
+OUTAGE_S = (180.0,)
+"""The prescribed durations: three minutes (the scale & faults issue), longer than nats-py's
+default reconnect budget (60 attempts × 2 s) — which the former 130 s case covered too, so it
+is not run separately (CI time)."""
 SUBMIT_EVERY_S = 1.0
 MAX_SUBMIT_S = 1.0
 MAX_CPU_SHARE = 0.05
@@ -53,7 +55,7 @@ MAX_CPU_SHARE = 0.05
 MAX_CPU_SHARE_WINDOW = 0.25
 """Of one core, over any ``WINDOW_S`` of the outage (a busy loop would show as ~100 %)."""
 MAX_TEST_PROCESS_CPU_SHARE = 0.10
-"""The test process: the in-process BJ adapter plus ~130 submissions (sign, chain, store)."""
+"""The test process: the in-process BJ adapter plus one submission a second (sign, chain, store)."""
 WINDOW_S = 10.0
 RECOVERY_DEADLINE_S = 45.0
 
@@ -64,8 +66,9 @@ def lead_data(i: int) -> dict[str, object]:
     return data
 
 
+@pytest.mark.parametrize("outage_s", OUTAGE_S, ids=lambda s: f"{s:g}s")
 async def test_outage_longer_than_reconnect_budget(
-    nats_server: EmbeddedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    nats_server: EmbeddedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outage_s: float
 ) -> None:
     monkeypatch.delenv("XREGION_FAULT_TRACE", raising=False)
     monkeypatch.delenv("XREGION_FAULT_HANDLER_DELAY_S", raising=False)
@@ -100,7 +103,7 @@ async def test_outage_longer_than_reconnect_budget(
 
     submitted: list[str] = []
     try:
-        async with asyncio.timeout(OUTAGE_S + RECOVERY_DEADLINE_S + 60):
+        async with asyncio.timeout(outage_s + RECOVERY_DEADLINE_S + 60):
             tj.start()
 
             async def tj_running() -> bool:
@@ -124,7 +127,7 @@ async def test_outage_longer_than_reconnect_budget(
             during: list[str] = []
             # "longer than the reconnect budget": the wait is the scenario's prescribed duration;
             # in it BJ submits at a fixed cadence and both CPU clocks are sampled.
-            while (elapsed := time.monotonic() - killed_at) < OUTAGE_S:
+            while (elapsed := time.monotonic() - killed_at) < outage_s:
                 started = time.monotonic()
                 event = await bj.client.open("lead.submitted", to="TJ", data=lead_data(len(submitted)))
                 latencies.append(time.monotonic() - started)

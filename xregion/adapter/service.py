@@ -212,7 +212,7 @@ class Adapter:
         return self
 
     async def _run_parts(self) -> None:
-        js = self.broker.connection.jetstream()
+        js = self.broker.connection.jetstream(domain=self.settings.js_domain)
         # A region connecting with its own NKey identity may not create streams or consumers
         # (the operator, ADMIN, declares them): it only verifies they exist.
         self.topology = await ensure_topology(
@@ -278,7 +278,9 @@ class Adapter:
         if not heads or (heads == self._checkpointed and not force):
             return None
         body = sign_checkpoint(self.signer, heads, datetime.now(UTC))
-        await self.broker.connection.jetstream().publish(checkpoint_subject(self.region), body, timeout=5.0)
+        await self.broker.connection.jetstream(domain=self.settings.js_domain).publish(
+            checkpoint_subject(self.region), body, timeout=5.0
+        )
         self._checkpointed = heads
         log.info("checkpoint published", region=self.region, origins=len(heads))
         return heads

@@ -32,6 +32,7 @@ from xregion.signing import Signer
 
 __all__ = ["LEAD", "BenchResult", "Measure", "bench_roster", "rss_bytes", "run_bench", "synthetic_events"]
 
+
 @dataclass
 class BenchResult:
     events: int

@@ -27,6 +27,10 @@ from xregion.cli import status as status_cli  # noqa: E402
 app.add_typer(coordinator_cli.app, name="coordinator")
 app.command("status")(status_cli.status)
 
+from xregion.cli import bench as bench_cli  # noqa: E402
+
+app.command("bench")(bench_cli.bench)
+
 
 def main() -> None:
     app()

@@ -26,12 +26,34 @@ def fail(exc: XRegionError, exit_code: int = 1) -> typer.Exit:
 
 
 @app.command("gen-config")
-def gen_config(out: OutDir = Path(".xregion/security")) -> None:
+def gen_config(
+    out: OutDir = Path(".xregion/security"),
+    cluster: Annotated[
+        int,
+        typer.Option(
+            "--cluster",
+            help="Also write the server configurations of an N-node cluster (CLUSTER_DIR/cluster/n<i>.conf, "
+            "accepting regional leaf nodes) and each region's leaf node (CLUSTER_DIR/leaf/<REGION>.conf).",
+        ),
+    ] = 0,
+    cluster_dir: Annotated[Path, typer.Option("--cluster-dir", help="Where --cluster writes.")] = Path("ops"),
+    node_host: Annotated[
+        list[str] | None,
+        typer.Option("--node-host", help="Host name of cluster node i (repeat; default xregion-n1..n3)."),
+    ] = None,
+) -> None:
     """NKey users for every configured region, COORD, AUDIT and ADMIN, and the server's
     authorization block OUT/auth.conf. Existing seeds are kept, and public keys handed over
     by agencies in OUT/nkeys/<PARTY>.pub (one a line) are users too. Generated seeds are
     DEVELOPMENT identities: in production each agency keeps its own seed."""
     from xregion.runtime.identities import AUTH_FILE, write_auth_config
+
+    if cluster:
+        from xregion.runtime.cluster import OpsLayout, write_ops_configs
+
+        layout = OpsLayout(hosts=node_host) if node_host else OpsLayout()
+        for path in write_ops_configs(cluster_dir, cluster, load_config().regions.codes, layout):
+            console.print(f"server config {path}", highlight=False)
 
     try:
         identities = write_auth_config(out, load_config().regions.codes)

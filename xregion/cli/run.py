@@ -69,6 +69,14 @@ def broker(
     ] = False,
     insecure: Insecure = False,
     security_dir: SecurityDirOption = None,
+    cluster: Annotated[
+        int,
+        typer.Option(
+            "--cluster",
+            help="Run N nodes joined by routes (client ports PORT..PORT+N-1, streams with N replicas): "
+            "a development cluster; production uses ops/cluster/*.conf.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the embedded nats-server with JetStream and the project's configuration until Ctrl-C.
 
@@ -80,6 +88,9 @@ def broker(
     from xregion.runtime.security import ensure_dev_security
     from xregion.runtime.server import EmbeddedServer, ServerConfig
 
+    if cluster > 1:
+        _broker_cluster(data_dir, port, host, not no_sync_always, insecure, security_dir, cluster)
+        return
     config = ServerConfig(store_dir=data_dir, port=port, host=host, sync_always=not no_sync_always)
     regions = load_config().regions.codes
     server = EmbeddedServer(config)
@@ -122,6 +133,92 @@ def broker(
             console.print(f"[red]nats-server exited[/red]\n{server.log_tail()}")
             raise typer.Exit(1)
     server.stop()
+
+
+def _broker_cluster(
+    data_dir: Path, port: int, host: str, sync_always: bool, insecure: bool, security_dir: Path | None, size: int
+) -> None:
+    """``xregion broker --cluster N``: N nodes on this machine, R-N streams declared."""
+    from xregion.permissions import OPERATOR
+    from xregion.runtime.cluster import ClusterConfig, EmbeddedCluster
+    from xregion.runtime.security import ensure_dev_security
+    from xregion.runtime.server import free_port
+    from xregion.runtime.settings import RuntimeSettings
+
+    regions = load_config().regions.codes
+    sec = None
+    if not insecure:
+        hosts = ["127.0.0.1", "localhost", socket.gethostname()]
+        if host not in ("0.0.0.0", "::", *hosts):
+            hosts.append(host)
+        sec = ensure_dev_security(security_dir or data_dir / "security", regions, hosts=hosts)
+    config = ClusterConfig(
+        store_root=data_dir,
+        size=size,
+        host=host,
+        client_ports=[port + i for i in range(size)],
+        route_ports=[free_port(host) for _ in range(size)],
+        sync_always=sync_always,
+        auth_file=sec.auth_file if sec else None,
+        tls=None,
+    )
+    if sec is not None:
+        from xregion.runtime.certs import server_files
+
+        config.tls = server_files(sec.root)
+    the_cluster = EmbeddedCluster(config)
+    settings = RuntimeSettings(replicas=size)
+    try:
+        the_cluster.start()
+        identity = sec.identity(OPERATOR) if sec is not None and sec.has_identity(OPERATOR) else None
+        if sec is None or identity is not None:
+            report = asyncio.run(_declare_with_retry(the_cluster.url, regions, identity, settings))
+            for line in report.created:
+                console.print(f"created {line}")
+    except XRegionError as exc:
+        the_cluster.stop()
+        console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(
+        f"{size}-node cluster running at {the_cluster.url}; stores under {data_dir}/n*; "
+        f"streams with {size} replicas; Ctrl-C stops it"
+    )
+    if sec is None:
+        console.print("[yellow]--insecure: development only — no authentication, no TLS[/yellow]")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def reload_all(*_: object) -> None:
+        for server in the_cluster.servers:
+            server.reload()
+
+    signal.signal(signal.SIGHUP, reload_all)
+    while not stop.wait(0.5):
+        if not all(s.running for s in the_cluster.servers):
+            console.print("[red]a cluster node exited[/red]")
+            the_cluster.stop()
+            raise typer.Exit(1)
+    the_cluster.stop()
+
+
+async def _declare_with_retry(
+    url: str, regions: tuple[str, ...], identity: Any, settings: Any, timeout: float = 30.0
+) -> Any:
+    """Declare the topology once the cluster's JetStream meta group has elected a leader
+    (until then the JetStream API answers 503 or not at all)."""
+    import time
+
+    from xregion.runtime.operator import apply_topology
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await apply_topology(url, regions, identity=identity, settings=settings)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 @keys_app.command("init")

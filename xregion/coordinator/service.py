@@ -128,15 +128,21 @@ class Coordinator:
         log.info("coordinator started", store=str(self.projection.path), last_seq=self.projection.last_seq())
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        async with self._batch_lock:  # let a fetched batch be folded and acked first
+            for task in self._tasks:
+                task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
         if self.nc is not None:
+            # Flush the acks, then close without draining: a drain waits for a pending pull
+            # request to expire for nothing (and times out); what was fetched but not acked
+            # is redelivered to the next start after ack_wait and applied idempotently.
             with contextlib.suppress(Exception):
-                await self.nc.drain()
+                await self.nc.flush(timeout=2)
+            with contextlib.suppress(Exception):
+                await self.nc.close()
             self.nc = None
         await self.store.close()
         self.projection.close()
@@ -150,6 +156,17 @@ class Coordinator:
                 msgs = await self._sub.fetch(batch=self.batch, timeout=timeout)
             except (TimeoutError, NatsTimeoutError):
                 return 0
+            msgs.sort(key=lambda m: m.metadata.sequence.stream)
+            if msgs[0].metadata.sequence.stream > self.projection.last_seq() + 1:
+                # An earlier message is still held by another fetch (a coordinator that died
+                # or stopped mid-fetch): it comes back after ack_wait. Folding these first
+                # would reorder the stream (and the projection skips what is below its mark).
+                info = await self.js.consumer_info(self.settings.stream, COORDINATOR_CONSUMER)
+                if info.num_ack_pending > len(msgs):
+                    for msg in msgs:
+                        with contextlib.suppress(Exception):
+                            await msg.nak(delay=1.0)
+                    return 0
             batch = [(m.data or b"", m.metadata.sequence.stream, m.metadata.timestamp) for m in msgs]
             self.projection.apply_many(batch)
             for msg in msgs:

@@ -176,6 +176,11 @@ class EmbeddedCluster:
 
 # --- leaf nodes --------------------------------------------------------------------------
 
+HUB_DOMAIN = "hub"
+"""The hub's JetStream domain. A leaf node does not pass the plain ``$JS.API`` to the hub
+(measured, nats-server 2.15: no responders); adapters at a regional site set
+``XREGION_JS_DOMAIN=hub`` and reach it as ``$JS.hub.API``."""
+
 
 def hub_leafnodes_block(host: str, port: int, tls: TlsFiles | None = None) -> list[str]:
     """The hub site accepts regional leaf nodes on ``host:port`` (mutual TLS when given)."""
@@ -242,6 +247,7 @@ def write_ops_configs(out: Path, size: int, regions: tuple[str, ...], layout: Op
     for i in range(size):
         node = cluster.node(i)
         node.store_dir = layout.data / f"n{i + 1}"
+        node.js_domain = HUB_DOMAIN
         node.extra += hub_leafnodes_block("0.0.0.0", layout.leaf_port, tls)
         path = cluster_dir / f"n{i + 1}.conf"
         path.write_text(node.render(), encoding="utf-8")
@@ -265,4 +271,3 @@ def write_ops_configs(out: Path, size: int, regions: tuple[str, ...], layout: Op
         path.write_text(leaf.render(), encoding="utf-8")
         written.append(path)
     return written
-

@@ -291,8 +291,10 @@ class Consumer:
         except ChainGap as exc:
             # Wait for the missing event only while redeliveries remain: when JetStream's
             # budget runs out the message would be dropped without a dead letter.
+            # The missing event, if another consumer instance holds it (e.g. one that died),
+            # comes back within ack_wait: waiting longer than that only delays the link.
             if delivered < self.settings.max_deliver - 1 and await self._earlier_outstanding():
-                raise _Wait(BACKOFF_S[min(delivered - 1, len(BACKOFF_S) - 1)]) from None
+                raise _Wait(min(BACKOFF_S[min(delivered - 1, len(BACKOFF_S) - 1)], self.settings.ack_wait_s)) from None
             await self._dead_letter(exc, msg, envelope.id, bound, security=True)
             return "term"
         except VerificationError as exc:

@@ -67,6 +67,9 @@ class ServerConfig:
     extra: list[str] = field(default_factory=list)
     """Further configuration blocks (cluster, leaf nodes) rendered verbatim."""
     jetstream: bool = True
+    js_domain: str | None = None
+    """The JetStream domain (``hub`` on the hub site of leaf-node topologies): clients on a
+    regional leaf node reach the hub's JetStream as ``$JS.hub.API`` (``XREGION_JS_DOMAIN``)."""
     """False: a server that stores nothing (a regional leaf node; ``store_dir`` still holds
     its configuration and log)."""
     conf_dir: Path | None = None
@@ -89,6 +92,7 @@ class ServerConfig:
             lines += [
                 "jetstream {",
                 f'  store_dir: "{store}"',
+                *([f"  domain: {self.js_domain}"] if self.js_domain else []),
                 *(["  sync_interval: always"] if self.sync_always else []),
                 "}",
             ]

@@ -23,9 +23,19 @@ class RuntimeSettings(BaseSettings):
     dead_letter_stream: str = "XREGION_DLQ"
     object_store: str = "XREGION_EVIDENCE"
     replicas: int = Field(default=1, ge=1, le=5)
+    js_domain: str | None = Field(
+        default=None,
+        description="JetStream domain of the hub, for an adapter connected to its region's leaf node (ops/README.md).",
+    )
     duplicate_window_s: float = Field(default=2 * 60 * 60, gt=0)
     ack_wait_s: float = Field(default=30.0, gt=0)
-    max_deliver: int = Field(default=20, ge=2)
+    max_deliver: int = Field(
+        default=50,
+        ge=2,
+        description="Deliveries of one message before it is dead-lettered. Every redelivery counts: "
+        "handler failures (retried with growing delays up to 5 min, so 50 spans about 3.5 h of a "
+        "regional system being down) and waits for a predecessor held by a crashed adapter.",
+    )
     connect_timeout_s: float = 5.0
     tls_ca: Path | None = Field(default=None, description="CA certificate the NATS server's must chain to.")
     tls_cert: Path | None = Field(default=None, description="This party's TLS client certificate (mutual TLS).")

@@ -1,0 +1,494 @@
+"""``xregion bench``: the bus's paths against raw nats-py, on one server, in one run.
+
+Every measurement runs against the same ``nats-server`` (started here with file storage and
+``sync_interval: always`` unless ``--nats-url``), one after another, never two at once:
+
+* raw nats-py baselines on a stream of their own: ``js.publish_async`` of 1 KB messages
+  (≤ 4000 in flight, futures bounded by ``asyncio.wait_for``: nats.py#985), pull
+  ``fetch(100)`` + ack of those messages, and the two together (publisher and pull consumer
+  running at once: the raw publish → consume pipeline);
+* outbound: a region's adapter validating, sealing, signing and storing events in its outbox
+  (:meth:`RegionClient.open`), its relay publishing them until JetStream acknowledged them all;
+* end to end: submit at BJ → TJ's consumer verified, handled, committed and acked, as fast as
+  possible (throughput), then at a fixed offered rate (latency p50/p99 from the *scheduled*
+  submission time to TJ's commit, so a stalled sender cannot hide its queueing delay);
+* auditor replay with full verification vs a raw ordered read
+  (:func:`xregion.auditor.bench.run_bench`), with RSS sampled during the replay.
+
+The server runs without TLS or authentication so that raw and bus measurements travel the same
+transport (the bus's own mutual TLS and NKey identities are not measured). With ``--nats-url``
+use a scratch server: the benchmark creates and deletes the streams ``XREGION``,
+``XREGION_DLQ``, ``XREGION_BENCH`` and ``BENCH_RAW``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RAW_STREAM = "BENCH_RAW"
+MESSAGE_BYTES = 1024
+IN_FLIGHT = 4000
+FETCH_BATCH = 100
+SUBMITTERS = 64
+"""Concurrent submitting tasks in the throughput runs (the outbox serialises their commits)."""
+
+
+@dataclass(frozen=True)
+class Goal:
+    """``measured / baseline`` must reach ``ratio`` (or, for latency, stay below ``limit_ms``)."""
+
+    name: str
+    measured: str
+    baseline: str
+    ratio: float | None = None
+    limit_ms: float | None = None
+
+
+GOALS = (
+    Goal("outbound", "outbound", "raw_publish_async", ratio=0.5),
+    Goal("end to end", "end_to_end", "raw_pipeline", ratio=0.5),
+    Goal("p99 latency @ rate", "latency", "raw_publish_async", limit_ms=5.0),
+)
+
+
+@dataclass
+class Rate:
+    events: int
+    seconds: float
+
+    @property
+    def per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"events": self.events, "seconds": round(self.seconds, 3), "events_per_s": round(self.per_s, 1)}
+
+
+@dataclass
+class Latency:
+    rate_per_s: float
+    events: int
+    samples_ms: list[float] = field(default_factory=list)
+    achieved_per_s: float = 0.0
+
+    def percentile(self, q: float) -> float:
+        if not self.samples_ms:
+            return 0.0
+        ordered = sorted(self.samples_ms)
+        return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "offered_per_s": self.rate_per_s,
+            "achieved_per_s": round(self.achieved_per_s, 1),
+            "events": self.events,
+            "p50_ms": round(self.percentile(50), 3),
+            "p99_ms": round(self.percentile(99), 3),
+            "max_ms": round(max(self.samples_ms, default=0.0), 3),
+            "mean_ms": round(statistics.fmean(self.samples_ms), 3) if self.samples_ms else 0.0,
+        }
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers come from."""
+    from xregion.runtime.server import find_nats_server
+
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    version = ""
+    with contextlib.suppress(Exception):
+        import subprocess
+
+        version = subprocess.run(
+            [find_nats_server(), "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "nats_server": version,
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+# --- raw nats-py ----------------------------------------------------------------------------
+
+
+async def _raw_stream(js: Any, name: str, subject: str) -> None:
+    from nats.js import api
+
+    with contextlib.suppress(Exception):
+        await js.delete_stream(name)
+    await js.add_stream(api.StreamConfig(name=name, subjects=[subject], storage=api.StorageType.FILE))
+
+
+async def _publish_all(js: Any, subject: str, count: int) -> None:
+    """``count`` 1 KB messages with ``publish_async``, at most ``IN_FLIGHT`` unacknowledged."""
+    body = os.urandom(MESSAGE_BYTES // 2).hex().encode()
+    window: list[asyncio.Future[Any]] = []
+    for _ in range(count):
+        window.append(await js.publish_async(subject, body, wait_stall=5.0))
+        if len(window) >= IN_FLIGHT:
+            await asyncio.wait_for(asyncio.gather(*window), timeout=30.0)
+            window = []
+    if window:
+        await asyncio.wait_for(asyncio.gather(*window), timeout=30.0)
+
+
+async def _fetch_all(js: Any, stream: str, durable: str, subject: str, count: int) -> None:
+    """Pull ``count`` messages in batches of ``FETCH_BATCH`` and ack each one."""
+    from nats.errors import TimeoutError as NatsTimeoutError
+
+    sub = await js.pull_subscribe(subject, durable=durable, stream=stream)
+    got = 0
+    try:
+        while got < count:
+            try:
+                msgs = await sub.fetch(batch=FETCH_BATCH, timeout=5.0)
+            except (TimeoutError, NatsTimeoutError):
+                continue
+            for msg in msgs:
+                await msg.ack()
+            got += len(msgs)
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+async def raw_baselines(nats_url: str, count: int) -> dict[str, Rate]:
+    """``raw_publish_async``, ``raw_fetch_ack`` and ``raw_pipeline`` (both at once)."""
+    import nats
+
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream(publish_async_max_pending=IN_FLIGHT)
+    try:
+        await _raw_stream(js, RAW_STREAM, "bench.raw.>")
+        await _publish_all(js, "bench.raw.warm", min(count, 1000))  # connection and file warm-up
+        started = time.perf_counter()
+        await _publish_all(js, "bench.raw.a", count)
+        publish = Rate(count, time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await _fetch_all(js, RAW_STREAM, "raw-a", "bench.raw.a", count)
+        fetch = Rate(count, time.perf_counter() - started)
+
+        started = time.perf_counter()
+        consumer = asyncio.create_task(_fetch_all(js, RAW_STREAM, "raw-b", "bench.raw.b", count))
+        await asyncio.sleep(0.05)  # the consumer exists before the first message
+        await _publish_all(js, "bench.raw.b", count)
+        await asyncio.wait_for(consumer, timeout=max(60.0, count / 500))
+        pipeline = Rate(count, time.perf_counter() - started)
+        await js.delete_stream(RAW_STREAM)
+        return {"raw_publish_async": publish, "raw_fetch_ack": fetch, "raw_pipeline": pipeline}
+    finally:
+        await nc.close()
+
+
+# --- the bus --------------------------------------------------------------------------------
+
+
+async def _drop_bus_streams(nats_url: str) -> None:
+    """Delete the bus's streams, so the next phase starts with fresh chains and consumers."""
+    import nats
+
+    from xregion.runtime.settings import RuntimeSettings
+
+    settings = RuntimeSettings()
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for name in (settings.stream, settings.dead_letter_stream):
+            with contextlib.suppress(Exception):
+                await js.delete_stream(name)
+    finally:
+        await nc.close()
+
+
+class _Commits:
+    """Stamps the moment TJ's consumer committed (and acked) each event's batch."""
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+        self.at: dict[str, float] = {}
+        self.changed = asyncio.Event()
+
+    async def handler(self, delivery: Any) -> None:
+        self.pending.append(delivery.event.envelope.id)
+
+    def wrap(self, process: Callable[[list[Any]], Awaitable[None]]) -> Callable[[list[Any]], Awaitable[None]]:
+        async def timed(msgs: list[Any]) -> None:
+            await process(msgs)
+            now = time.perf_counter()
+            for event_id in self.pending:
+                self.at[event_id] = now
+            self.pending.clear()
+            self.changed.set()
+
+        return timed
+
+    async def wait_for(self, count: int, timeout: float) -> None:
+        deadline = time.perf_counter() + timeout
+        while len(self.at) < count:
+            self.changed.clear()
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise TimeoutError(f"only {len(self.at)} of {count} events handled within {timeout:.0f}s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), timeout=min(left, 1.0))
+
+
+async def _submit_many(client: Any, count: int, data: dict[str, Any]) -> list[str]:
+    """Open ``count`` referrals BJ→TJ from ``SUBMITTERS`` concurrent tasks; their event ids."""
+    ids: list[str] = []
+    queue = iter(range(count))
+
+    async def worker() -> None:
+        for _ in queue:
+            sent = await client.open("lead.submitted", to="TJ", data=data)
+            ids.append(sent.envelope.id)
+
+    await asyncio.gather(*(worker() for _ in range(SUBMITTERS)))
+    return ids
+
+
+async def bus_paths(
+    nats_url: str, workdir: Path, count: int, latency_events: int, rate: float
+) -> tuple[Rate, Rate, Latency]:
+    """Outbound throughput, end-to-end throughput and latency at ``rate`` events/s."""
+    import structlog
+
+    from xregion.adapter import Adapter
+    from xregion.config import load_config
+    from xregion.examples import PAYLOADS
+    from xregion.keys import init_keys, load_signer
+    from xregion.runtime.settings import RuntimeSettings
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # warnings off: 2 cores
+    config = load_config()
+    keys = workdir / "keys"
+    roster = init_keys(keys, ["BJ", "TJ", "COORD"])
+    settings = RuntimeSettings(data_dir=workdir)
+    data = dict(PAYLOADS["lead.submitted"])
+
+    def adapter(region: str, store: str, handler: Any = None) -> Adapter:
+        extra = {"handler": handler} if handler is not None else {}
+        return Adapter(
+            region,
+            signer=load_signer(keys, region),
+            roster=roster,
+            nats_url=nats_url,
+            store_path=workdir / store,
+            config=config,
+            settings=settings,
+            **extra,
+        )
+
+    # Outbound: only BJ runs (nobody consumes), fresh streams.
+    await _drop_bus_streams(nats_url)
+    async with AsyncExitStack() as stack:
+        bj = await adapter("BJ", "out-BJ.db").start()
+        stack.push_async_callback(bj.stop)
+        await _submit_many(bj.client, min(50, count), data)  # warm-up
+        await bj.wait_published(timeout=60.0)
+        started = time.perf_counter()
+        await _submit_many(bj.client, count, data)
+        await bj.wait_published(timeout=max(120.0, count / 20))
+        outbound = Rate(count, time.perf_counter() - started)
+
+    # End to end: BJ submits, TJ verifies, handles, commits, acks (and answers a receipt).
+    await _drop_bus_streams(nats_url)
+    commits = _Commits()
+    async with AsyncExitStack() as stack:
+        bj = await adapter("BJ", "e2e-BJ.db").start()
+        stack.push_async_callback(bj.stop)
+        tj = await adapter("TJ", "e2e-TJ.db", commits.handler).start()
+        stack.push_async_callback(tj.stop)
+        assert tj.consumer is not None
+        tj.consumer.process = commits.wrap(tj.consumer.process)  # type: ignore[method-assign,assignment]
+        warm = await _submit_many(bj.client, min(50, count), data)
+        await commits.wait_for(len(warm), timeout=60.0)
+
+        started = time.perf_counter()
+        await _submit_many(bj.client, count, data)
+        await commits.wait_for(len(warm) + count, timeout=max(120.0, count / 20))
+        end_to_end = Rate(count, time.perf_counter() - started)
+        await bj.wait_published(timeout=60.0)
+        await tj.wait_published(timeout=60.0)  # TJ's receipts out before the latency run
+        await asyncio.sleep(0.5)
+
+        latency = Latency(rate, latency_events)
+        scheduled: dict[str, float] = {}
+        tasks: list[asyncio.Task[None]] = []
+
+        async def submit_at(at: float) -> None:
+            sent = await bj.client.open("lead.submitted", to="TJ", data=data)
+            scheduled[sent.envelope.id] = at
+
+        begin = time.perf_counter() + 0.05
+        for i in range(latency_events):
+            at = begin + i / rate
+            delay = at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(submit_at(at)))
+        await asyncio.gather(*tasks)
+        await commits.wait_for(len(warm) + count + latency_events, timeout=max(60.0, latency_events / 20))
+        latency.samples_ms = [(commits.at[i] - at) * 1000 for i, at in scheduled.items()]
+        latency.achieved_per_s = latency_events / (max(commits.at[i] for i in scheduled) - begin)
+    await _drop_bus_streams(nats_url)
+    return outbound, end_to_end, latency
+
+
+# --- the whole run --------------------------------------------------------------------------
+
+
+@dataclass
+class BenchReport:
+    machine: dict[str, Any]
+    server: str
+    rates: dict[str, Rate]
+    latency: Latency
+    replays: list[dict[str, Any]]
+
+    def comparisons(self) -> list[dict[str, Any]]:
+        """One row per measurement: measured, baseline, ratio, goal, met."""
+        rows: list[dict[str, Any]] = []
+        publish = self.rates["raw_publish_async"].per_s
+        rows.append(_row("raw fetch(100)+ack", self.rates["raw_fetch_ack"].per_s, "raw publish_async", publish))
+        rows.append(_row("raw publish→consume", self.rates["raw_pipeline"].per_s, "raw publish_async", publish))
+        rows.append(
+            _row(
+                "outbound (validate, seal, sign, outbox, ack)",
+                self.rates["outbound"].per_s,
+                "raw publish_async",
+                publish,
+                goal=0.5,
+            )
+        )
+        rows.append(
+            _row(
+                "end to end (submit → TJ handled, committed, acked)",
+                self.rates["end_to_end"].per_s,
+                "raw publish→consume",
+                self.rates["raw_pipeline"].per_s,
+                goal=0.5,
+            )
+        )
+        p99 = self.latency.percentile(99)
+        rows.append(
+            {
+                "measurement": f"latency p99 at {self.latency.rate_per_s:g} ev/s (ms)",
+                "value": round(p99, 2),
+                "unit": "ms",
+                "baseline": f"p50 {self.latency.percentile(50):.2f} ms",
+                "baseline_value": round(self.latency.percentile(50), 2),
+                "ratio": round(p99 / self.latency.percentile(50), 2) if self.latency.percentile(50) else 0.0,
+                "goal": "p99 < 5 ms",
+                "met": 0 < p99 < 5.0,
+            }
+        )
+        for replay in self.replays:
+            n = replay["events"]
+            raw = replay["raw_ordered_read"]["events_per_s"]
+            got = replay["audit_replay"]["events_per_s"]
+            row = _row(f"audit replay, {n:,} events", got, "raw ordered read", raw, goal=0.5)
+            row["memory_flat"] = replay["memory_flat"]
+            row["rss_peak_mb"] = replay["audit_replay"]["rss_peak_mb"]
+            row["goal"] += " and flat RSS"
+            row["met"] = row["met"] and replay["memory_flat"]
+            rows.append(row)
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "server": self.server,
+            "measurements": {name: rate.to_json() for name, rate in self.rates.items()},
+            "latency": self.latency.to_json(),
+            "replay": self.replays,
+            "comparisons": self.comparisons(),
+        }
+
+
+def _row(name: str, value: float, baseline: str, base: float, *, goal: float | None = None) -> dict[str, Any]:
+    ratio = value / base if base else 0.0
+    return {
+        "measurement": name,
+        "value": round(value, 1),
+        "unit": "ev/s",
+        "baseline": baseline,
+        "baseline_value": round(base, 1),
+        "ratio": round(ratio, 3),
+        "goal": f"≥ {goal:g}×" if goal is not None else "",
+        "met": ratio >= goal if goal is not None else None,
+    }
+
+
+def memory_flat(replay: dict[str, Any], slack_mb: float = 8.0) -> bool:
+    """RSS bounded: the late samples are no higher than the early ones (plus ``slack_mb``)."""
+    samples: list[float] = replay["audit_replay"]["rss_samples_mb"]
+    if len(samples) < 4:
+        return True
+    half = len(samples) // 2
+    return max(samples[half:]) <= max(samples[:half]) + slack_mb
+
+
+async def run_all(
+    *,
+    events: int = 2000,
+    replay_events: tuple[int, ...] = (100_000,),
+    latency_events: int | None = None,
+    rate: float = 500.0,
+    nats_url: str | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> BenchReport:
+    from xregion.auditor.bench import run_bench
+    from xregion.runtime.server import EmbeddedServer, ServerConfig, free_port
+
+    latency_events = latency_events if latency_events is not None else max(1, min(events, 2000))
+    with tempfile.TemporaryDirectory(prefix="xregion-bench-") as tmp:
+        root = Path(tmp)
+        server = None
+        if nats_url is None:
+            server = EmbeddedServer(ServerConfig(store_dir=root / "nats", port=free_port(), sync_always=True)).start()
+            nats_url = server.url
+            where = f"embedded nats-server {server.url}, file storage, sync_interval: always, no TLS/auth"
+        else:
+            where = f"external server {nats_url}"
+        try:
+            progress(f"raw nats-py baselines, {events:,} × 1 KB")
+            rates = await raw_baselines(nats_url, events)
+            progress(f"outbound and end to end, {events:,} events; latency {latency_events:,} at {rate:g}/s")
+            outbound, end_to_end, latency = await bus_paths(nats_url, root / "bus", events, latency_events, rate)
+            rates["outbound"] = outbound
+            rates["end_to_end"] = end_to_end
+            replays = []
+            for n in replay_events:
+                progress(f"audit replay vs raw ordered read, {n:,} events")
+                result = (await run_bench(n, nats_url=nats_url, workdir=root / f"replay-{n}")).to_json()
+                result["memory_flat"] = memory_flat(result)
+                replays.append(result)
+        finally:
+            if server is not None:
+                server.stop()
+    return BenchReport(machine(), where, rates, latency, replays)
+
+
+__all__ = ["BenchReport", "machine", "memory_flat", "run_all"]

@@ -11,11 +11,24 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests.bus import Bus
 from tests.support import dev_roster, dev_signers
 from xregion.runtime.server import EmbeddedServer, ServerConfig, free_port
 from xregion.signing import KeyRoster, Signer
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logging_config() -> Iterator[None]:
+    """Each test starts from, and leaves, the same structlog configuration: a command run
+    in-process (e.g. ``xregion bench`` through typer's CliRunner) configures logging for its
+    own output (level, stream) and must not silence the log capture of later tests."""
+    saved = structlog.get_config()
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
 
 
 @pytest.fixture

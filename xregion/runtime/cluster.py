@@ -184,7 +184,9 @@ HUB_DOMAIN = "hub"
 
 def hub_leafnodes_block(host: str, port: int, tls: TlsFiles | None = None) -> list[str]:
     """The hub site accepts regional leaf nodes on ``host:port`` (mutual TLS when given)."""
-    lines = ["leafnodes {", f"  listen: {host}:{port}"]
+    # no_advertise: the hub must not gossip its own leaf URLs to the leaf nodes, or a leaf
+    # reconnects around the address it was given (a load balancer, a proxy, a firewall rule).
+    lines = ["leafnodes {", f"  listen: {host}:{port}", "  no_advertise: true"]
     if tls is not None:
         lines += _tls_block(tls)
     return [*lines, "}"]

@@ -56,6 +56,7 @@ from xregion.envelope import Envelope
 from xregion.errors import XRegionError
 from xregion.lifecycle import LIFECYCLES, ReferralState
 from xregion.regions import BROADCAST
+from xregion.runtime.store import Store
 from xregion.subjects import parse as parse_subject
 
 ESCALATION_FAMILY = "escalation"
@@ -644,27 +645,8 @@ class Projection:
     def _known(db: sqlite3.Connection, referral_id: str) -> bool:
         return db.execute("SELECT 1 FROM referrals WHERE referral_id = ?", (referral_id,)).fetchone() is not None
 
-    @staticmethod
-    def _load(db: sqlite3.Connection, referral_id: str) -> ReferralState | None:
-        row = db.execute(
-            "SELECT referral_id, family, origin, addressee, state, tracks, events, last_event_id, handling, "
-            "permissions FROM referrals WHERE referral_id = ?",
-            (referral_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        return ReferralState(
-            referral_id=row[0],
-            family=row[1],
-            origin=row[2],
-            addressee=row[3],
-            state=row[4],
-            tracks=MappingProxyType(json.loads(row[5])),
-            events=row[6],
-            last_event_id=row[7],
-            handling=tuple(c for c in row[8].split(",") if c),
-            permissions=frozenset(json.loads(row[9])),
-        )
+    # The referrals table has the adapter store's columns: one reader for both.
+    _load = staticmethod(Store.load_referral)
 
     def _save(
         self,

@@ -115,8 +115,13 @@ def decode_dict(wire: Any, *, catalog: Catalog = CATALOG, registry: RegionRegist
     return DecodedEvent(wire, envelope, event_type, payload)
 
 
-def decode(raw: bytes, *, catalog: Catalog = CATALOG, registry: RegionRegistry | None = None) -> DecodedEvent:
-    """Parse and validate wire bytes; raise a :class:`~xregion.errors.ContractError`."""
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON value of one event's wire bytes, strictly: within the size limit, UTF-8,
+    no ``NaN``/``Infinity``; :class:`OversizedMessage` or :class:`MalformedJson` otherwise."""
     if len(raw) > MAX_EVENT_BYTES:
         raise OversizedMessage(
             f"event of {len(raw)} bytes exceeds {MAX_EVENT_BYTES}; send files as attachments",
@@ -124,10 +129,16 @@ def decode(raw: bytes, *, catalog: Catalog = CATALOG, registry: RegionRegistry |
             limit=MAX_EVENT_BYTES,
         )
     try:
-        wire = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(raw, parse_constant=_not_json)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError: bad JSON, NaN/Infinity, integers beyond int_max_str_digits;
+        # RecursionError: nesting too deep for the parser.
         raise MalformedJson(f"not UTF-8 JSON: {exc}") from None
-    return decode_dict(wire, catalog=catalog, registry=registry)
+
+
+def decode(raw: bytes, *, catalog: Catalog = CATALOG, registry: RegionRegistry | None = None) -> DecodedEvent:
+    """Parse and validate wire bytes; raise a :class:`~xregion.errors.ContractError`."""
+    return decode_dict(parse_json(raw), catalog=catalog, registry=registry)
 
 
 def check_parties(envelope: Envelope, registry: RegionRegistry) -> None:

@@ -51,12 +51,12 @@ from pydantic import BaseModel, ValidationError
 
 from xregion.chain import ChainTracker
 from xregion.codec import (
-    MAX_EVENT_BYTES,
     DecodedEvent,
     check_parties,
     check_subject,
     decode_data,
     field_errors,
+    parse_json,
     step_of,
 )
 from xregion.contracts.catalog import Catalog
@@ -66,8 +66,6 @@ from xregion.errors import (
     ChainGap,
     ChainReplay,
     ContractError,
-    MalformedJson,
-    OversizedMessage,
     SchemaInvalid,
     UnknownKey,
     UnsupportedVersion,
@@ -346,18 +344,7 @@ class Consumer:
             self.roster.verify(wire, envelope.sender, envelope.time, received_at=meta.timestamp, grace=grace)
 
     def _envelope(self, body: bytes) -> tuple[dict[str, Any], Envelope]:
-        if len(body) > MAX_EVENT_BYTES:
-            raise OversizedMessage(
-                f"message of {len(body)} bytes exceeds the {MAX_EVENT_BYTES}-byte event limit",
-                size=len(body),
-                limit=MAX_EVENT_BYTES,
-            )
-        try:
-            wire = json.loads(body, parse_constant=_not_json)
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            # ValueError: bad JSON, NaN/Infinity, integers beyond int_max_str_digits;
-            # RecursionError: nesting too deep for the parser.
-            raise MalformedJson(f"not UTF-8 JSON: {exc}") from None
+        wire = parse_json(body)
         if not isinstance(wire, dict):
             raise SchemaInvalid(f"an event is a JSON object, got {type(wire).__name__}", errors=[])
         try:
@@ -504,10 +491,6 @@ class Consumer:
                 stream_seq=msg.metadata.sequence.stream,
                 event_id=event_id,
             )
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not a JSON value")
 
 
 def digest_of_info(info: Any) -> str | None:

@@ -42,12 +42,12 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-import rfc8785
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 from nacl.signing import SigningKey
 from pydantic import BaseModel
 
+from xregion import jcs
 from xregion.errors import ConfigError, SchemaInvalid, UnsealFailed
 from xregion.signing import KeyRoster, RosterKey, Signer
 
@@ -209,7 +209,7 @@ def seal_value(value: Any, to: Sequence[Recipient]) -> dict[str, Any]:
     """``{"sealed": {key id: base64 box}}`` of ``value``'s JSON text, one box per recipient."""
     if not to:
         raise ValueError("a value is sealed to at least one recipient")
-    text = rfc8785.dumps(value)  # the value's JSON text (any JSON encoding opens the same)
+    text = jcs.dumps(value)  # the value's JSON text (any JSON encoding opens the same)
     boxes = {r.key_id: base64.b64encode(SealedBox(r.public_key).encrypt(text)).decode("ascii") for r in to}
     return {SEALED: boxes}
 

@@ -27,10 +27,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import rfc8785
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from xregion import jcs
 from xregion.errors import (
     BadSignature,
     ConfigError,
@@ -43,8 +43,8 @@ SIGNATURE = "signature"
 
 
 def canonical(obj: Mapping[str, Any]) -> bytes:
-    """RFC 8785 canonical JSON bytes of ``obj``."""
-    return rfc8785.dumps(obj)
+    """RFC 8785 canonical JSON bytes of ``obj``, by :func:`xregion.jcs.dumps`."""
+    return jcs.dumps(obj)
 
 
 def signing_input(event: Mapping[str, Any]) -> bytes:

@@ -264,7 +264,7 @@ class Consumer:
         bound = {**base, "event_id": envelope.id, "referral_id": envelope.subject}
         if envelope.sender == self.region:
             return "ack"  # our own broadcast, echoed back by the ALL filter
-        seen_at = await self.store.read(lambda db: Store.inbox_stream_seq(db, envelope.id))
+        seen_at = await self.store.lookup(lambda db: Store.inbox_stream_seq(db, envelope.id))
         if seen_at in (stream_seq, 0):
             log.info("duplicate delivery ignored", **bound)
             return "ack"
@@ -282,7 +282,7 @@ class Consumer:
         except VerificationError as exc:
             await self._dead_letter(exc, msg, envelope.id, bound, security=True)
             return "term"
-        heads = await self.store.read(Store.chain_heads)
+        heads = await self.store.lookup(Store.chain_heads)
         tracker = ChainTracker(heads)
         try:
             chain, head = tracker.accept_link(wire)
@@ -298,7 +298,7 @@ class Consumer:
         except VerificationError as exc:
             await self._dead_letter(exc, msg, envelope.id, bound, security=True)
             return "term"
-        await self.store.read(lambda db: Store.save_chain_head(db, chain, head))
+        await self.store.lookup(lambda db: Store.save_chain_head(db, chain, head))
         try:
             event, state, previous = await self._admit(msg, wire, envelope)
         except XRegionError as exc:
@@ -308,7 +308,7 @@ class Consumer:
             async with self.store.transaction() as tx:
                 with HANDLER_LATENCY.labels(region=self.region).time():
                     await self.handler(Delivery(event, stream_seq, delivered, tx, self.catalog))
-                await tx.run(lambda db: self._record(db, event, stream_seq, state))
+                await self.store.lookup(lambda db: self._record(db, event, stream_seq, state))
                 await self._receipt(event)
         except Exception as exc:
             if delivered >= self.settings.max_deliver - 1:
@@ -383,7 +383,7 @@ class Consumer:
         check_subject(parse_subject(msg.subject), event)
         event = self._open(event)
         await self._check_attachments(event.payload)
-        previous = await self.store.referral(envelope.subject)
+        previous = await self.store.lookup(lambda db: Store.load_referral(db, envelope.subject))
         state = LIFECYCLES.apply(previous, step_of(event))
         return event, state, previous
 

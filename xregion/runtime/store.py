@@ -1,10 +1,17 @@
 """An adapter's local durable state: outbox, inbox, inbound chain heads, referral views.
 
-One SQLite database per adapter (WAL, ``synchronous=FULL``), used from one thread. Every
-access goes through :meth:`Store.transaction`, which serialises work on an asyncio lock
-and is re-entrant: a regional handler that sends an answer while it handles an event
-joins the handling transaction (as a savepoint), so the inbox record, the handler's own
-statements, the answer's outbox row and the receipt commit together or not at all.
+One SQLite database per adapter (WAL, ``synchronous=FULL``). Every access goes through
+:meth:`Store.transaction` or :meth:`Store.read`, which serialise work on an asyncio lock;
+a transaction is re-entrant: a regional handler that sends an answer while it handles an
+event joins the handling transaction (as a savepoint), so the inbox record, the handler's
+own statements, the answer's outbox row and the receipt commit together or not at all.
+
+Work that may wait on the disk or take long (``BEGIN``/``COMMIT``, which syncs, and
+anything given to :meth:`Tx.run` or :meth:`Store.read`) runs in the store's one worker
+thread, off the event loop. Savepoints and the small indexed statements of
+:meth:`Store.lookup` run on the event loop's thread: they touch only SQLite's page cache
+(in WAL mode nothing reaches the disk before the commit), and a thread hop would cost
+more than they do. The lock guarantees the two threads never use the connection at once.
 
 Tables
 ------
@@ -189,14 +196,15 @@ class Store:
         if _in_tx.get() is self:
             self._savepoints += 1
             name = f"sp{self._savepoints}"
-            await self._call(self.db.execute, f"SAVEPOINT {name}")
+            self.db.execute(f"SAVEPOINT {name}")
             try:
                 yield Tx(self)
             except BaseException:
+                # Through the worker: a cancelled caller's statement may still be running there.
                 await self._call(self.db.execute, f"ROLLBACK TO {name}")
                 await self._call(self.db.execute, f"RELEASE {name}")
                 raise
-            await self._call(self.db.execute, f"RELEASE {name}")
+            self.db.execute(f"RELEASE {name}")
             return
         async with self._lock:
             token = _in_tx.set(self)
@@ -210,6 +218,19 @@ class Store:
                 await self._call(self.db.execute, "COMMIT")
             finally:
                 _in_tx.reset(token)
+
+    def in_transaction(self) -> bool:
+        """Whether the current task is inside one of this store's transactions."""
+        return _in_tx.get() is self
+
+    async def lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the event loop's thread, inside the transaction in
+        progress (or under the lock): for small indexed reads and writes that never wait on
+        the disk, where a hop to the worker thread costs more than the statement."""
+        if _in_tx.get() is self:
+            return fn(self.db)
+        async with self._lock:
+            return fn(self.db)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` consistently with (after) any transaction in progress."""

@@ -44,7 +44,7 @@ from typing import Any
 
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
-from nacl.signing import SigningKey
+from nacl.signing import SigningKey, VerifyKey
 from pydantic import BaseModel
 
 from xregion import jcs
@@ -183,6 +183,12 @@ def usable_at(key: RosterKey, at: datetime) -> bool:
     return key.valid_from <= at and (key.valid_until is None or at < key.valid_until)
 
 
+@cache
+def _x25519_public(ed25519_public: bytes) -> PublicKey:
+    """The X25519 public key of an Ed25519 one (a conversion worth doing once per key)."""
+    return VerifyKey(ed25519_public).to_curve25519_public_key()
+
+
 def recipients(roster: Iterable[RosterKey], regions: Iterable[str], at: datetime) -> list[Recipient]:
     """The keys to seal to: every key of each of ``regions`` usable at ``at``.
 
@@ -198,7 +204,7 @@ def recipients(roster: Iterable[RosterKey], regions: Iterable[str], at: datetime
                 f"no roster key of {region} is valid at {at.isoformat()}: cannot seal personal data to it",
                 party=region,
             )
-        found += [Recipient(k.key_id, k.verify_key.to_curve25519_public_key()) for k in usable]
+        found += [Recipient(k.key_id, _x25519_public(k.public_key)) for k in usable]
     return found
 
 

@@ -54,7 +54,12 @@ def signing_input(event: Mapping[str, Any]) -> bytes:
 
 def event_hash(event: Mapping[str, Any]) -> str:
     """The chain hash of a complete signed event."""
-    return "sha256:" + hashlib.sha256(canonical(event)).hexdigest()
+    return hash_of_canonical(canonical(event))
+
+
+def hash_of_canonical(canonical_bytes: bytes) -> str:
+    """The chain hash of a complete signed event from its canonical bytes (its wire form)."""
+    return "sha256:" + hashlib.sha256(canonical_bytes).hexdigest()
 
 
 def key_id_for(party: str, verify_key: VerifyKey) -> str:

@@ -6,16 +6,26 @@ region's, for a broadcast) before signing, so the outbox, the stream and everyon
 addressee hold only ciphertext (:mod:`xregion.sealing`); the caller gets the event back
 opened, with its plain payload.
 
-:meth:`Outbox.submit` does all of it in one store transaction, so an event is either
-durably in the outbox with its sequence number and signature, or nowhere; the caller gets
-the event back only after the commit. The relay publishes it afterwards.
+:meth:`Outbox.submit` does all of it in a store transaction, so an event is either durably
+in the outbox with its sequence number and signature, or nowhere; the caller gets the event
+back only after the commit. The relay publishes it afterwards.
+
+*Group commit.* Submissions made while the store is busy wait in a queue; one task takes
+all that are waiting (up to :data:`MAX_GROUP`) and appends them, in arrival order, in one
+transaction with one disk sync, each inside its own savepoint: a submission that is not
+valid is rolled back and its caller gets its error, the others commit. A submission made
+inside a transaction in progress (a handler answering, an idempotent submission) joins that
+transaction instead. A caller cancelled while its submission waits in the queue removes
+it; once its group is being written the submission commits (or fails) with the group.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from xregion.codec import DecodedEvent, encode, step_of
@@ -25,7 +35,10 @@ from xregion.lifecycle import LIFECYCLES
 from xregion.regions import BROADCAST, RegionRegistry
 from xregion.runtime.store import HistoryEntry, Store
 from xregion.sealing import FieldSealing
-from xregion.signing import Signer, event_hash
+from xregion.signing import Signer, hash_of_canonical
+
+MAX_GROUP = 64
+"""Submissions written by one transaction at most (bounds how long it holds the store)."""
 
 
 class Outbox:
@@ -45,6 +58,10 @@ class Outbox:
         self.registry = registry
         self.sealing = sealing
         self.on_commit = on_commit
+        self._queue: list[tuple[dict[str, Any], asyncio.Future[DecodedEvent]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.groups = 0
+        """Group transactions written so far."""
 
     async def submit(self, unsigned: dict[str, Any]) -> DecodedEvent:
         """Store ``unsigned`` (from :func:`xregion.compose.compose`) as this origin's next event.
@@ -52,9 +69,63 @@ class Outbox:
         Raises a :class:`~xregion.errors.ContractError` or
         :class:`~xregion.errors.LifecycleError` (nothing stored) when it is not valid.
         """
-        async with self.store.transaction() as tx:
-            decoded = await tx.run(lambda db: self._append(db, unsigned))
-        self.on_commit()
+        if self.store.in_transaction():  # join it: commits (or not) with the caller's work
+            async with self.store.transaction() as tx:
+                decoded = await tx.run(lambda db: self._append(db, unsigned))
+            self.on_commit()
+            return decoded
+        waiting: asyncio.Future[DecodedEvent] = asyncio.get_running_loop().create_future()
+        self._queue.append((unsigned, waiting))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued(), name="outbox-group-commit")
+        return await waiting
+
+    async def _write_queued(self) -> None:
+        """Write the queued submissions, a group per transaction, until the queue is empty.
+
+        The group is taken once the transaction has begun (the store may be busy until
+        then): what queued in the meantime joins it, what was cancelled is left out."""
+        while self._queue:
+            group: list[tuple[dict[str, Any], asyncio.Future[DecodedEvent]]] = []
+            try:
+                async with self.store.transaction() as tx:
+                    taken, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+                    group = [(unsigned, waiting) for unsigned, waiting in taken if not waiting.done()]
+                    outcomes = await tx.run(partial(self._append_all, [u for u, _ in group])) if group else []
+            except Exception as exc:  # the transaction itself failed: nothing of the group is stored
+                for _, waiting in group:
+                    if not waiting.done():
+                        waiting.set_exception(exc)
+                continue
+            except BaseException:
+                for _, waiting in group:
+                    waiting.cancel()
+                raise
+            if not group:
+                continue
+            self.groups += 1
+            self.on_commit()
+            for (_, waiting), outcome in zip(group, outcomes, strict=True):
+                if waiting.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    waiting.set_exception(outcome)
+                else:
+                    waiting.set_result(outcome)
+
+    def _append_all(self, group: list[dict[str, Any]], db: sqlite3.Connection) -> list[DecodedEvent | Exception]:
+        return [self._append_alone(db, unsigned) for unsigned in group]
+
+    def _append_alone(self, db: sqlite3.Connection, unsigned: dict[str, Any]) -> DecodedEvent | Exception:
+        """:meth:`_append` inside a savepoint: an invalid submission leaves no trace in the group."""
+        db.execute("SAVEPOINT submission")
+        try:
+            decoded = self._append(db, unsigned)
+        except Exception as exc:
+            db.execute("ROLLBACK TO submission")
+            db.execute("RELEASE submission")
+            return exc
+        db.execute("RELEASE submission")
         return decoded
 
     def _append(self, db: sqlite3.Connection, unsigned: dict[str, Any]) -> DecodedEvent:
@@ -72,6 +143,7 @@ class Outbox:
             registry=self.registry,
         ).opened(unsigned["data"], self.registry)
         env = decoded.envelope
+        wire = encode(decoded.wire)
         previous = Store.load_referral(db, env.subject)
         state = LIFECYCLES.apply(previous, step_of(decoded))
         db.execute(
@@ -85,8 +157,8 @@ class Outbox:
                 env.event_type,
                 env.addressee,
                 env.linkseq,
-                encode(decoded.wire),
-                event_hash(decoded.wire),
+                wire,
+                hash_of_canonical(wire),
             ),
         )
         after = state.tracks.get(env.sender, state.state) if state.tracks else state.state

@@ -438,6 +438,15 @@ def verify_archive(
     for stray in sorted(p.name for p in directory.glob("segment-*.jsonl.gz")):
         if stray not in listed:
             problems.append(_problem(stray, "segment file not listed in the manifest"))
+    result.replay = replayer.run(_archived(directory, manifest, result, progress))
+    return result
+
+
+def _archived(directory: Path, manifest: dict[str, Any], result: VerifyResult, progress: Any) -> Iterator[Record]:
+    """Every archived message in order, for the replay; each segment's header, link and
+    trailer are checked once its messages are read, the manifest's count at the end (problems
+    go to ``result``). ``progress`` counts the messages read."""
+    problems = result.problems
     prev_content = GENESIS
     total = 0
     for number, entry in enumerate(manifest["segments"], 1):
@@ -462,7 +471,7 @@ def verify_archive(
         reader = _SegmentReader(path, problems)
         for record in reader.records():
             total += 1  # the replayer names a message out of stream order
-            replayer.feed(record)
+            yield record
             if progress is not None:
                 progress(1)
         if not reader.readable:
@@ -499,5 +508,3 @@ def verify_archive(
         prev_content = str(entry.get("content_sha256"))  # the signed value: blame only the altered segment
     if manifest.get("events") != total and not any(p.message.startswith("missing") for p in problems):
         problems.append(_problem(MANIFEST, f"declares {manifest.get('events')} events, {total} found"))
-    result.replay = replayer.finish()
-    return result

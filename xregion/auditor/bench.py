@@ -5,23 +5,29 @@ with ``events`` valid signed events (leads BJ→TJ: submitted, received, accepte
 so the lifecycle, receipt and deadline checks all run), then measures
 
 * ``raw``: a nats-py ordered push consumer reading every message, doing nothing with it;
-* ``replay``: :func:`~xregion.auditor.source.read_stream` + :class:`Replayer` (signature,
-  chains, lifecycle, receipts, deadlines for every event),
+* ``replay``: :func:`~xregion.auditor.source.read_stream` + :meth:`Replayer.run_async`
+  (signature, chains, lifecycle, receipts, deadlines for every event), with ``workers``
+  checking processes (default :func:`~xregion.auditor.checking.default_workers`),
 
 each as events/s and resident memory (RSS sampled while it runs: a fixed bound means the
-late samples are no higher than the early ones). ``xregion bench`` calls it; it is not a test.
+late samples are no higher than the early ones). The replay's RSS is the replaying
+process's; its worker processes' is sampled apart (``workers_rss_peak_mb``: their sum, which
+counts the pages they share more than once). ``xregion bench`` calls it; it is not a test.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xregion.auditor.replay import Replayer
+from xregion.auditor.replay import Record, Replayer
 from xregion.auditor.source import read_stream
 from xregion.bench.common import LEAD, Measure, bench_roster, rss_bytes, synthetic_events
 from xregion.config import load_config
@@ -40,6 +46,8 @@ class BenchResult:
     raw: Measure
     replay: Measure
     anomalies: int
+    workers: int = 0
+    workers_rss_samples: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,11 +55,37 @@ class BenchResult:
             "generate_s": round(self.generate_s, 1),
             "raw_ordered_read": self.raw.to_json(),
             "audit_replay": self.replay.to_json(),
+            "workers": self.workers,
+            "workers_rss_peak_mb": round(max(self.workers_rss_samples, default=0) / (1024 * 1024), 1),
             "anomalies": self.anomalies,
         }
 
 
-async def run_bench(events: int = 100_000, nats_url: str | None = None, workdir: Path | None = None) -> BenchResult:
+def workers_rss() -> int:
+    """The summed RSS of this process's worker processes: its descendants started by
+    ``multiprocessing`` (the forkserver and the workers it forks; not the nats-server).
+    Linux ``/proc``; 0 elsewhere."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # pid (comm) state ppid ...: comm may hold spaces and parentheses
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    total = 0
+    for pid in found:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return total
+
+
+async def run_bench(
+    events: int = 100_000, nats_url: str | None = None, workdir: Path | None = None, workers: int | None = None
+) -> BenchResult:
     """Fill a stream with ``events`` events and measure raw read vs audit replay (see module).
 
     With ``nats_url`` the stream ``XREGION_BENCH`` (subjects ``xregion.v1.>``) is created there
@@ -99,20 +133,27 @@ async def run_bench(events: int = 100_000, nats_url: str | None = None, workdir:
             raw.seconds = time.perf_counter() - started
             await sub.unsubscribe()
 
-            replayer = Replayer(bench_roster(signers), load_config().regions)
+            replayer = Replayer(bench_roster(signers), load_config().regions, workers=workers)
             replay = Measure(rss_start=rss_bytes())
+            workers_rss_samples: list[int] = []
+
+            async def sampled(records: AsyncIterable[Record]) -> AsyncIterator[Record]:
+                async for record in records:
+                    replay.events += 1
+                    if replay.events % max(1, events // 10) == 0:
+                        replay.rss_samples.append(rss_bytes())
+                        workers_rss_samples.append(workers_rss())
+                    yield record
+
             started = time.perf_counter()
-            async for record in read_stream(js, settings.stream):
-                replayer.feed(record)
-                replay.events += 1
-                if replay.events % max(1, events // 10) == 0:
-                    replay.rss_samples.append(rss_bytes())
-            result = replayer.finish()
+            result = await replayer.run_async(sampled(read_stream(js, settings.stream)))
             replay.seconds = time.perf_counter() - started
             if server is None:  # someone else's server: leave it as it was
                 await js.delete_stream(settings.stream)
             await nc.close()
-            return BenchResult(events, generate_s, raw, replay, len(result.anomalies))
+            return BenchResult(
+                events, generate_s, raw, replay, len(result.anomalies), replayer.workers, workers_rss_samples
+            )
         finally:
             if server is not None:
                 server.stop()
@@ -123,7 +164,8 @@ def main() -> None:  # pragma: no cover - manual benchmark
     import sys
 
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    print(json.dumps(asyncio.run(run_bench(count)).to_json(), indent=2))
+    workers = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    print(json.dumps(asyncio.run(run_bench(count, workers=workers)).to_json(), indent=2))
 
 
 if __name__ == "__main__":  # pragma: no cover

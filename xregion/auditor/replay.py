@@ -28,18 +28,21 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
+from itertools import takewhile
 from typing import Any
 
-from xregion.chain import ChainHead, ChainTracker
-from xregion.codec import DecodedEvent, check_subject, decode, step_of
-from xregion.errors import ChainError, ChainReplay, LifecycleError, VerificationError, XRegionError
-from xregion.lifecycle import LIFECYCLES, RECEIPTS, ReferralState
+from xregion.auditor.checking import Checked, CheckPool, NotAnEvent, RecordChecker, default_workers
+from xregion.chain import ChainHead, ChainTracker, link_key
+from xregion.codec import DecodedEvent
+from xregion.envelope import Envelope
+from xregion.errors import ChainError, ChainReplay, LifecycleError, XRegionError
+from xregion.lifecycle import LIFECYCLES, RECEIPTS, ReferralState, Step
 from xregion.regions import BROADCAST, RegionRegistry
-from xregion.signing import KeyRoster, event_hash
-from xregion.subjects import parse as parse_subject
+from xregion.signing import KeyRoster
 
 RECEIPT_MISSING = "receipt_missing"
 ANSWER_LATE = "answer_late"
@@ -195,6 +198,11 @@ class Replayer:
     ``region``/``referral`` restrict what is *reported and counted*; every event is still
     verified, because the chains run through all of them. ``keep_closed`` keeps finished
     referrals' states (for :func:`xregion.auditor.state.state_at`).
+
+    :meth:`run` and :meth:`run_async` check each message's decoding, subject, signature and
+    hash in ``workers`` processes (default :func:`~xregion.auditor.checking.default_workers`;
+    0: in this one) and apply the results in stream order with :meth:`apply`: the anomalies
+    are the same either way. :meth:`feed` checks one message in this process.
     """
 
     def __init__(
@@ -209,10 +217,13 @@ class Replayer:
         keep_closed: bool = False,
         receipt_grace: timedelta = timedelta(minutes=5),
         attestations: Mapping[str, Mapping[int, Mapping[str, Attestation]]] | None = None,
+        workers: int | None = None,
     ) -> None:
         self.roster = roster
         self.registry = registry
         self.grace = grace
+        self.checker = RecordChecker(roster, registry, grace)
+        self.workers = default_workers() if workers is None else workers
         self.anchored = anchored
         self.region = region
         self.referral = referral
@@ -233,40 +244,47 @@ class Replayer:
     # --- input --------------------------------------------------------------------------
 
     def run(self, records: Iterable[Record], until: datetime | None = None) -> ReplayResult:
-        for record in records:
-            if until is not None and record.stored_at > until:
-                break
-            self.feed(record)
+        """Verify ``records`` (those stored up to ``until``) and :meth:`finish`, checking them
+        in :attr:`workers` processes (see :class:`~xregion.auditor.checking.CheckPool`)."""
+        bounded = takewhile(lambda r: until is None or r.stored_at <= until, records)
+        for record, checked in CheckPool(self.checker, self.workers).checked(bounded):
+            self.apply(record, checked)
+        return self.finish(until)
+
+    async def run_async(self, records: AsyncIterable[Record], until: datetime | None = None) -> ReplayResult:
+        """:meth:`run` of an asynchronous source (:func:`~xregion.auditor.source.read_stream`)."""
+        pool = CheckPool(self.checker, self.workers)
+        async with aclosing(pool.checked_async(_stored_until(records, until))) as checked:
+            async for record, result in checked:
+                self.apply(record, result)
         return self.finish(until)
 
     def feed(self, record: Record) -> DecodedEvent | None:
         """Verify one stored message; return the event if it was applied to the referral states."""
+        event, checked = self.checker.inspect(record.raw, record.subject, record.stored_at)
+        return event if self.apply(record, checked) else None
+
+    def apply(self, record: Record, checked: Checked) -> bool:
+        """Verify one stored message, whose order-independent checks are ``checked``, in
+        stream order; True if it was applied to the referral states."""
         self._order(record)
-        try:
-            event = decode(record.raw, registry=self.registry)
-        except XRegionError as exc:
-            self._anomaly(exc, record, None)
-            return None
-        env = event.envelope
-        wire = event.wire
+        if isinstance(checked, NotAnEvent):
+            self._anomaly(checked.fault, record, None)
+            return False
+        env = checked.envelope
         relevant = self._relevant(env.sender, env.addressee, env.subject)
         if relevant:
-            self._count(event, record)
-        if record.subject:
-            try:
-                check_subject(parse_subject(record.subject), event)
-            except XRegionError as exc:
-                self._anomaly(exc, record, event, relevant)
-        try:
-            self.roster.verify(wire, env.sender, env.time, received_at=record.stored_at, grace=self.grace)
-        except VerificationError as exc:
+            self._count(env)
+        if checked.misfiled is not None:
+            self._anomaly(checked.misfiled, record, env, relevant)
+        if checked.forged is not None:
             # Not authentic: it belongs to nobody's chain and changes no referral.
-            self._anomaly(exc, record, event, True)
-            return None
-        if not self._chains(event, record):
-            return None
-        self._check_attested(event, record)
-        return self._lifecycle(event, record, relevant)
+            self._anomaly(checked.forged, record, env)
+            return False
+        if not self._chains(env, record, checked.digest):
+            return False
+        self._check_attested(env, record, checked.digest)
+        return self._lifecycle(env, checked.step, record, relevant)
 
     def _order(self, record: Record) -> None:
         if record.seq <= self._last_seq:
@@ -296,8 +314,7 @@ class Replayer:
             return False
         return self.region is None or self.region in (sender, addressee) or addressee == BROADCAST
 
-    def _count(self, event: DecodedEvent, record: Record) -> None:
-        env = event.envelope
+    def _count(self, env: Envelope) -> None:
         self.result.events += 1
         self.result.by_family[env.family] += 1
         self.result.by_type[env.event_type] += 1
@@ -305,56 +322,59 @@ class Replayer:
 
     # --- chains -------------------------------------------------------------------------
 
-    def _chains(self, event: DecodedEvent, record: Record) -> bool:
-        """Follow the origin and link chains; False if the event is a replay (not applied)."""
-        env, wire = event.envelope, event.wire
-        origin_ok = self._follow(self.origins, env.sender, wire, record, event, ("originseq", "prevhash"))
+    def _chains(self, env: Envelope, record: Record, digest: str) -> bool:
+        """Follow the origin and link chains; False if the event is a replay (not applied).
+
+        ``digest`` is the event's hash (:func:`~xregion.signing.event_hash`), for both chains."""
+        sender = env.sender
+        origin_ok = self._follow(self.origins, sender, env.originseq, env.prevhash, digest, record, env)
         if origin_ok is None:
             return False
-        version = env.version
-        link = f"{env.sender}>{env.addressee}" if version == 1 else f"{env.sender}>{env.addressee}@v{version}"
-        self._follow(self.links, link, wire, record, event, ("linkseq", "linkprev"), report=origin_ok)
+        link = link_key(sender, env.addressee, env.version)
+        self._follow(self.links, link, env.linkseq, env.linkprev, digest, record, env, report=origin_ok)
         return True
 
     def _follow(
         self,
         tracker: ChainTracker,
         chain: str,
-        wire: dict[str, Any],
+        seq: int,
+        prevhash: str,
+        digest: str,
         record: Record,
-        event: DecodedEvent,
-        fields: tuple[str, str],
+        env: Envelope,
         *,
         report: bool = True,
     ) -> bool | None:
-        """Accept into ``chain``; on a gap or fork report and resynchronise on this event.
+        """Accept the event at ``seq`` linking to ``prevhash`` (both validated by the envelope)
+        into ``chain`` with its hash ``digest``; on a gap or fork report and resynchronise on it.
         Returns True (clean), False (reported, resynchronised) or None (a replay: not applied)."""
+        new_head = ChainHead(seq, digest)
         if not self.anchored and chain not in tracker.heads:
-            tracker.heads[chain] = ChainHead(int(wire[fields[0]]), event_hash(wire))
+            tracker.heads[chain] = new_head
             return True
         try:
-            tracker.accept(wire, chain, fields)
-            return True
+            tracker.check(chain, seq, prevhash, env.id)
         except ChainReplay as exc:
-            self._anomaly(exc, record, event)
+            self._anomaly(exc, record, env)
             return None
         except ChainError as exc:
             if report:
                 head = tracker.head(chain)
                 exc.details.setdefault("head", [head.seq, head.hash])
-                self._anomaly(exc, record, event)
-            tracker.heads[chain] = ChainHead(int(wire[fields[0]]), event_hash(wire))
+                self._anomaly(exc, record, env)
+            tracker.heads[chain] = new_head
             return False
+        tracker.heads[chain] = new_head
+        return True
 
-    def _check_attested(self, event: DecodedEvent, record: Record) -> None:
-        env = event.envelope
+    def _check_attested(self, env: Envelope, record: Record, actual: str) -> None:
         attested = self._attested.get(env.sender)
         if not attested:
             return
         claims = attested.pop(env.originseq, None)
         if not claims:
             return
-        actual = event_hash(event.wire)
         for claim in claims.values():
             if claim.hash == actual:
                 continue
@@ -363,32 +383,31 @@ class Replayer:
                 f"checkpoints of {', '.join(claim.regions)} attest {env.sender} event {env.originseq} as "
                 f"{claim.hash}; the stream holds {actual} there: history was rewritten (or they lie)",
                 record,
-                event,
+                env,
                 evidence={"attested": claim.hash, "stored": actual, "regions": claim.regions},
             )
 
     # --- lifecycle, receipts, deadlines -------------------------------------------------
 
-    def _lifecycle(self, event: DecodedEvent, record: Record, relevant: bool) -> DecodedEvent | None:
-        env = event.envelope
-        step = step_of(event)
+    def _lifecycle(self, env: Envelope, step: Step, record: Record, relevant: bool) -> bool:
+        """Apply ``step`` (``env``'s) to its referral's state; True if the lifecycle allowed it."""
         previous = self.states.get(env.subject)
         if previous is None and not self.anchored and env.event not in LIFECYCLES[env.family].openings:
-            return None  # opened before the window: nothing to check it against
+            return False  # opened before the window: nothing to check it against
         try:
             state = LIFECYCLES.apply(previous, step)
         except LifecycleError as exc:
-            self._anomaly(exc, record, event, relevant)
-            return None
+            self._anomaly(exc, record, env, relevant)
+            return False
         self.states[env.subject] = state
-        self._track_answers(event, record, state)
+        self._track_answers(env, record, state)
         if self._finished(state):
             # Withdrawn, cancelled, concluded...: nothing is awaited any more.
             self._receipts.pop(env.subject, None)
             self._answers.pop(env.subject, None)
             if not self.keep_closed:
                 del self.states[env.subject]
-        return event
+        return True
 
     def _addressees(self, state: ReferralState) -> list[str]:
         if state.addressee == BROADCAST:
@@ -403,33 +422,32 @@ class Replayer:
             )
         return state.state in lifecycle.terminal
 
-    def _track_answers(self, event: DecodedEvent, record: Record, state: ReferralState) -> None:
-        env = event.envelope
-        rid = env.subject
-        from_origin = env.sender == state.origin
-        if from_origin:
+    def _track_answers(self, env: Envelope, record: Record, state: ReferralState) -> None:
+        rid, sender = env.subject, env.sender
+        if sender == state.origin:
             targets = self._addressees(state)
             receipt = RECEIPTS.get(env.event_type)
             if receipt is not None:
                 for region in targets:
-                    pair = f"{env.sender}>{region}"
+                    pair = f"{sender}>{region}"
                     self._receipts.setdefault(rid, {})[(receipt[0], region)] = _Pending(
                         env.id, record.seq, record.stored_at, pair
                     )
             if env.answerby is not None:
                 deadline = answer_deadline(env.answerby)
                 for region in targets:
-                    pair = f"{env.sender}>{region}"
-                    if self._relevant(env.sender, region, rid):
+                    pair = f"{sender}>{region}"
+                    if self._relevant(sender, region, rid):
                         self._pair(pair).requests += 1
                     self._answers.setdefault(rid, {})[region] = _Pending(
                         env.id, record.seq, record.stored_at, pair, deadline
                     )
             return
-        _take(self._receipts, rid, (env.event_type, env.sender))
-        if env.event_type == f"{env.family}.received":
+        event_type = env.event_type
+        _take(self._receipts, rid, (event_type, sender))
+        if event_type == f"{env.family}.received":
             return  # a receipt is not an answer
-        pending = _take(self._answers, rid, env.sender)
+        pending = _take(self._answers, rid, sender)
         if pending is None or pending.deadline is None:
             return
         stats = self._pair(pending.pair)
@@ -438,13 +456,13 @@ class Replayer:
             stats.on_time += 1
             return
         stats.late += 1
-        if self._relevant(state.origin, env.sender, rid):
+        if self._relevant(state.origin, sender, rid):
             self._anomaly_raw(
                 ANSWER_LATE,
-                f"{env.sender} answered {pending.event_id} ({env.event_type}) at {answered.isoformat()}, "
+                f"{sender} answered {pending.event_id} ({event_type}) at {answered.isoformat()}, "
                 f"after its deadline {pending.deadline.isoformat()}",
                 record,
-                event,
+                env,
                 evidence={"request": pending.event_id, "deadline": pending.deadline.isoformat(), "pair": pending.pair},
             )
 
@@ -509,10 +527,9 @@ class Replayer:
 
     # --- anomalies ----------------------------------------------------------------------
 
-    def _anomaly(self, exc: XRegionError, record: Record, event: DecodedEvent | None, relevant: bool = True) -> None:
+    def _anomaly(self, exc: XRegionError, record: Record, env: Envelope | None, relevant: bool = True) -> None:
         if not relevant:
             return
-        env = event.envelope if event is not None else None
         details = {k: v for k, v in exc.details.items() if k not in ("event_id",)}
         self.result.anomalies.append(
             Anomaly(
@@ -532,14 +549,13 @@ class Replayer:
         code: str,
         message: str,
         record: Record,
-        event: DecodedEvent | None = None,
+        env: Envelope | None = None,
         *,
         event_id: str | None = None,
         referral_id: str | None = None,
         origin: str | None = None,
         evidence: Mapping[str, Any] | None = None,
     ) -> None:
-        env = event.envelope if event is not None else None
         self.result.anomalies.append(
             Anomaly(
                 code=code,
@@ -562,6 +578,13 @@ def _take(table: dict[str, dict[Any, _Pending]], rid: str, key: Any) -> _Pending
     if not waits:
         del table[rid]
     return found
+
+
+async def _stored_until(records: AsyncIterable[Record], until: datetime | None) -> AsyncIterator[Record]:
+    async for record in records:
+        if until is not None and record.stored_at > until:
+            return
+        yield record
 
 
 def replay(

@@ -28,10 +28,7 @@ def state_at(
 ) -> dict[str, ReferralState]:
     """Every referral's (or ``referral``'s) state after the messages stored at or before ``at``."""
     replayer = Replayer(roster, registry, keep_closed=True)
-    for record in records:
-        if record.stored_at > at:
-            break
-        replayer.feed(record)
+    replayer.run(records, until=at)
     states = replayer.states
     if referral is not None:
         return {referral: states[referral]} if referral in states else {}

@@ -101,6 +101,23 @@ class Latency:
         }
 
 
+def disk_sync_ms(directory: Path, writes: int = 50) -> float:
+    """Median milliseconds of one small write + ``fsync`` in ``directory``: the floor under
+    every durable commit (the adapters' SQLite ``synchronous=FULL``, the server's
+    ``sync_interval: always``)."""
+    samples = []
+    path = directory / "fsync-probe"
+    with path.open("wb") as probe:
+        for _ in range(writes):
+            started = time.perf_counter()
+            probe.write(b"x" * 512)
+            probe.flush()
+            os.fsync(probe.fileno())
+            samples.append((time.perf_counter() - started) * 1000)
+    path.unlink()
+    return round(statistics.median(samples), 3)
+
+
 def machine() -> dict[str, Any]:
     """Where the numbers come from."""
     from xregion.runtime.server import find_nats_server
@@ -485,10 +502,11 @@ async def run_all(
                 result = (await run_bench(n, nats_url=nats_url, workdir=root / f"replay-{n}")).to_json()
                 result["memory_flat"] = memory_flat(result)
                 replays.append(result)
+            sync_ms = disk_sync_ms(root)
         finally:
             if server is not None:
                 server.stop()
-    return BenchReport(machine(), where, rates, latency, replays)
+    return BenchReport({**machine(), "disk_sync_ms": sync_ms}, where, rates, latency, replays)
 
 
 __all__ = ["BenchReport", "machine", "memory_flat", "run_all"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
@@ -253,11 +253,22 @@ class Replayer:
 
     async def run_async(self, records: AsyncIterable[Record], until: datetime | None = None) -> ReplayResult:
         """:meth:`run` of an asynchronous source (:func:`~xregion.auditor.source.read_stream`)."""
+        await self.apply_async(records, until)
+        return self.finish(until)
+
+    async def apply_async(
+        self,
+        records: AsyncIterable[Record],
+        until: datetime | None = None,
+        progress: Callable[[int], None] = lambda _: None,
+    ) -> None:
+        """Verify ``records`` (those stored up to ``until``) as :meth:`run_async` does, without
+        :meth:`finish`; ``progress(1)`` after each one applied."""
         pool = CheckPool(self.checker, self.workers)
         async with aclosing(pool.checked_async(_stored_until(records, until))) as checked:
             async for record, result in checked:
                 self.apply(record, result)
-        return self.finish(until)
+                progress(1)
 
     def feed(self, record: Record) -> DecodedEvent | None:
         """Verify one stored message; return the event if it was applied to the referral states."""

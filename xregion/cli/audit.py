@@ -187,11 +187,7 @@ def _replay(
         replayer.result.checkpoints = found.count
         replayer.result.anomalies.extend(found.anomalies)
         with _progress(total, "replaying") as advance:
-            async for record in records:
-                if isinstance(upper, datetime) and record.stored_at > upper:
-                    break
-                replayer.feed(record)
-                advance(1)
+            await replayer.apply_async(records, upper if isinstance(upper, datetime) else None, advance)
         at = upper if isinstance(upper, datetime) else datetime.now(UTC) if upper is None else None
         return replayer.finish(at)
 
@@ -270,10 +266,7 @@ def state(
 
     async def consume(records: AsyncIterator[Any], total: int | None) -> Any:
         replayer = Replayer(keys, load_config().regions, keep_closed=True)
-        async for record in records:
-            if isinstance(bound, datetime) and record.stored_at > bound:
-                break
-            replayer.feed(record)
+        await replayer.apply_async(records, bound if isinstance(bound, datetime) else None)
         return replayer.states
 
     states = asyncio.run(source.run(consume, until_seq=bound if isinstance(bound, int) else None))

@@ -317,6 +317,8 @@ class Adapter:
                 if task.done() and not task.cancelled():
                     task.exception()  # retrieved: _supervise already logged it
         self._tasks = []
+        if self.consumer is not None:
+            self.consumer.close()
         if self.alerts is not None:
             await self.alerts.close(timeout=3.0)
         self._stopping = True

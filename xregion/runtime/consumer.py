@@ -25,6 +25,14 @@ store transaction, message by message, in stream order (one savepoint each):
 Every dead letter for a forged, replayed or misrouted event (``alerts.SECURITY_CODES``) also
 raises a signed security alert for the coordinator (:mod:`xregion.runtime.alerts`).
 
+What a message's bytes say on their own — its envelope, whether its signature verifies,
+its sealed fields opened — is worked out for the whole batch in a thread of the consumer's
+own before the batch transaction (:meth:`Consumer._inspect`): libsodium runs without
+Python's global lock, so the signature checks and unsealing of one batch overlap with the
+event loop's other work. The steps above take what it found good (an envelope, a signature
+that verifies, fields that open); everything else is checked again, in order, on the event
+loop, which reports it: the outcome is the same either way.
+
 A handler that raises rolls back its message's savepoint; that message and the rest of the
 batch are redelivered after a back-off, and dead-lettered (``handler_failed``) when the
 redelivery budget is spent. The adapter never stops on bad input.
@@ -37,6 +45,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -155,6 +164,25 @@ def attachments_of(value: Any) -> Iterator[AttachmentRef]:
             yield from attachments_of(item)
 
 
+@dataclass(frozen=True)
+class Inspection:
+    """What one message's bytes say on their own (:meth:`Consumer._inspect`).
+
+    ``fault``: they are not an event envelope. Otherwise ``wire`` and ``envelope``;
+    ``verified``: its signature verifies with the roster as it was; ``opened``: its data
+    with the fields sealed to this region opened (None when that was not tried or failed).
+    Only these positive findings are taken as they are: whatever the thread found wrong is
+    checked again on the event loop, which then reports it (or, with a roster or keys
+    changed meanwhile, does not).
+    """
+
+    wire: dict[str, Any] | None = None
+    envelope: Envelope | None = None
+    fault: ContractError | None = None
+    verified: bool = False
+    opened: dict[str, Any] | None = None
+
+
 class Consumer:
     """Pulls and processes one region's inbound events."""
 
@@ -191,6 +219,11 @@ class Consumer:
         self.dead_lettered = 0
         self._obj: Any = None
         self._held = 0
+        self._inspector = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"inspect-{region}")
+
+    def close(self) -> None:
+        """Let the inspecting thread go (after :meth:`run` has ended)."""
+        self._inspector.shutdown(wait=False, cancel_futures=True)
 
     @property
     def roster(self) -> KeyRoster:
@@ -224,12 +257,15 @@ class Consumer:
         outcomes: list[str] = []
         wait: float | None = None
         self._held = len(msgs)
+        inspections = await asyncio.get_running_loop().run_in_executor(
+            self._inspector, lambda: [self._inspect(msg) for msg in msgs]
+        )
         try:
             async with self.store.transaction():
-                for msg in msgs:
+                for msg, seen in zip(msgs, inspections, strict=True):
                     try:
                         async with self.store.transaction():
-                            outcomes.append(await self._one(msg))
+                            outcomes.append(await self._one(msg, seen))
                     except _Wait as stop:
                         wait = stop.delay
                         break
@@ -251,13 +287,44 @@ class Consumer:
 
     # --- one message --------------------------------------------------------------------
 
-    async def _one(self, msg: Msg) -> str:
+    def _inspect(self, msg: Msg) -> Inspection:
+        """What ``msg``'s bytes say on their own; runs in the inspecting thread (no store,
+        no event loop). Never raises: a finding it cannot make is left to :meth:`_one`."""
+        try:
+            wire, envelope = self._envelope(msg.data or b"")
+        except ContractError as exc:
+            return Inspection(fault=exc)
+        except Exception:
+            return Inspection()
+        if envelope.sender == self.region:
+            return Inspection(wire, envelope)
+        try:
+            self.roster.verify(
+                wire,
+                envelope.sender,
+                envelope.time,
+                received_at=msg.metadata.timestamp,
+                grace=timedelta(seconds=self.settings.revocation_grace_s),
+            )
+        except Exception:
+            return Inspection(wire, envelope)
+        try:
+            model = self.catalog.by_ce_type(envelope.type).model
+            return Inspection(wire, envelope, verified=True, opened=self.sealing.open(model, envelope.data))
+        except Exception:  # unknown type, data its model refuses, a field that does not open
+            return Inspection(wire, envelope, verified=True)
+
+    async def _one(self, msg: Msg, seen: Inspection) -> str:
         meta = msg.metadata
         stream_seq, delivered = meta.sequence.stream, meta.num_delivered
-        body = msg.data or b""
         base = {"region": self.region, "subject": msg.subject, "stream_seq": stream_seq}
         try:
-            wire, envelope = self._envelope(body)
+            if seen.fault is not None:
+                raise seen.fault
+            if seen.wire is None or seen.envelope is None:
+                wire, envelope = self._envelope(msg.data or b"")
+            else:
+                wire, envelope = seen.wire, seen.envelope
         except ContractError as exc:
             await self._dead_letter(exc, msg, None, base)
             return "term"
@@ -269,7 +336,7 @@ class Consumer:
             log.info("duplicate delivery ignored", **bound)
             return "ack"
         try:
-            self._verify(wire, envelope, meta)
+            self._verify(wire, envelope, meta, seen)
             if seen_at is not None:
                 raise ChainReplay(
                     f"event {envelope.id} was already delivered as stream message {seen_at}; stream message "
@@ -300,7 +367,7 @@ class Consumer:
             return "term"
         await self.store.lookup(lambda db: Store.save_chain_head(db, chain, head))
         try:
-            event, state, previous = await self._admit(msg, wire, envelope)
+            event, state, previous = await self._admit(msg, wire, envelope, seen)
         except XRegionError as exc:
             await self._dead_letter(exc, msg, envelope.id, bound)
             return "term"
@@ -333,9 +400,12 @@ class Consumer:
         )
         return "ack"
 
-    def _verify(self, wire: dict[str, Any], envelope: Envelope, meta: Msg.Metadata) -> None:
-        """Verify the signature; on a key the roster lacks, reload the roster once and retry."""
+    def _verify(self, wire: dict[str, Any], envelope: Envelope, meta: Msg.Metadata, seen: Inspection) -> None:
+        """Verify the signature (unless the inspecting thread found that it verifies); on a
+        key the roster lacks, reload the roster once and retry."""
         grace = timedelta(seconds=self.settings.revocation_grace_s)
+        if seen.verified:
+            return
         try:
             self.roster.verify(wire, envelope.sender, envelope.time, received_at=meta.timestamp, grace=grace)
         except UnknownKey:
@@ -371,7 +441,7 @@ class Consumer:
         return int(info.num_ack_pending or 0) > self._held
 
     async def _admit(
-        self, msg: Msg, wire: dict[str, Any], envelope: Envelope
+        self, msg: Msg, wire: dict[str, Any], envelope: Envelope, seen: Inspection
     ) -> tuple[DecodedEvent, ReferralState, ReferralState | None]:
         """Contract checks after authentication: type, payload, parties, subject, lifecycle."""
         event_type = self.catalog.by_ce_type(envelope.type)
@@ -381,15 +451,16 @@ class Consumer:
         check_parties(envelope, self.registry)
         event = DecodedEvent(wire, envelope, event_type, payload)
         check_subject(parse_subject(msg.subject), event)
-        event = self._open(event)
+        event = self._open(event, seen)
         await self._check_attachments(event.payload)
         previous = await self.store.lookup(lambda db: Store.load_referral(db, envelope.subject))
         state = LIFECYCLES.apply(previous, step_of(event))
         return event, state, previous
 
-    def _open(self, event: DecodedEvent) -> DecodedEvent:
+    def _open(self, event: DecodedEvent, seen: Inspection) -> DecodedEvent:
         """The event with the personal data sealed to this region opened (``unseal_failed``
-        if it cannot be); the handler sees plain data, ``event.wire`` stays as signed."""
+        if it cannot be; the inspecting thread may have opened it already); the handler sees
+        plain data, ``event.wire`` stays as signed."""
         model, data = event.event_type.model, event.envelope.data
         clear = plain_fields(model, data)
         if clear:  # accepted (v1 allows plain values), but worth an operator's look
@@ -400,7 +471,8 @@ class Consumer:
                 sender=event.envelope.sender,
                 fields=clear,
             )
-        return event.opened(self.sealing.open(model, data), self.registry)
+        opened = seen.opened if seen.opened is not None else self.sealing.open(model, data)
+        return event.opened(opened, self.registry)
 
     async def _check_attachments(self, payload: BaseModel) -> None:
         refs = list(attachments_of(payload))

@@ -70,8 +70,10 @@ class Outbox:
         :class:`~xregion.errors.LifecycleError` (nothing stored) when it is not valid.
         """
         if self.store.in_transaction():  # join it: commits (or not) with the caller's work
-            async with self.store.transaction() as tx:
-                decoded = await tx.run(lambda db: self._append(db, unsigned))
+            # One event, on the event loop's thread: a hop to the store's thread costs more
+            # than the append while the loop is busy (a handler's answer, in a batch).
+            async with self.store.transaction():
+                decoded = await self.store.lookup(lambda db: self._append(db, unsigned))
             self.on_commit()
             return decoded
         waiting: asyncio.Future[DecodedEvent] = asyncio.get_running_loop().create_future()

@@ -341,7 +341,7 @@ class Store:
         )
 
     async def referral(self, referral_id: str) -> ReferralState | None:
-        return await self.read(lambda db: self.load_referral(db, referral_id))
+        return await self.lookup(lambda db: self.load_referral(db, referral_id))  # one row by key
 
     async def referrals(self) -> list[ReferralState]:
         def q(db: sqlite3.Connection) -> list[ReferralState]:

@@ -45,6 +45,36 @@ class DeadLetter:
     body: bytes
 
 
+REASON_LIMIT = 8000
+"""Characters of the ``Xregion-Reason`` header at most (a message's headers travel with it)."""
+
+
+def reason_header(reason: dict[str, Any], limit: int = REASON_LIMIT) -> str:
+    """``reason`` as the ``Xregion-Reason`` header: its JSON, or where that is longer than
+    ``limit``, still valid JSON of at most ``limit`` characters: the code, the start of the
+    message, ``"truncated": true`` and the start of the details' JSON text (``details_excerpt``)."""
+    text = json.dumps(reason, ensure_ascii=True, default=str)
+    if len(text) <= limit:
+        return text
+    short = {"code": reason.get("code"), "message": _fit(str(reason.get("message", "")), limit // 4)}
+    short["truncated"] = True
+    short["details_excerpt"] = ""
+    room = limit - len(json.dumps(short, ensure_ascii=True, default=str))
+    details = json.dumps(reason.get("details", {}), ensure_ascii=True, default=str)
+    short["details_excerpt"] = _fit(details, room)
+    return json.dumps(short, ensure_ascii=True, default=str)
+
+
+def _fit(text: str, room: int) -> str:
+    """The longest start of ``text`` whose JSON string escaping takes at most ``room`` characters."""
+    used = 0
+    for end, char in enumerate(text):
+        used += len(json.dumps(char, ensure_ascii=True)) - 2
+        if used > room:
+            return text[:end]
+    return text
+
+
 async def publish_dead_letter(
     js: JetStreamContext,
     *,
@@ -58,7 +88,7 @@ async def publish_dead_letter(
 ) -> None:
     headers = {
         REASON_CODE: str(reason["code"]),
-        REASON: json.dumps(reason, ensure_ascii=True, default=str)[:8000],
+        REASON: reason_header(reason),
         ORIGINAL_SUBJECT: original_subject,
         "Nats-Msg-Id": f"dlq-{region}-{stream_seq}" if stream_seq else f"dlq-{region}-{event_id}",
     }

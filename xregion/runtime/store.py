@@ -8,10 +8,11 @@ own statements, the answer's outbox row and the receipt commit together or not a
 
 Work that may wait on the disk or take long (``BEGIN``/``COMMIT``, which syncs, and
 anything given to :meth:`Tx.run` or :meth:`Store.read`) runs in the store's one worker
-thread, off the event loop. Savepoints and the small indexed statements of
-:meth:`Store.lookup` run on the event loop's thread: they touch only SQLite's page cache
-(in WAL mode nothing reaches the disk before the commit), and a thread hop would cost
-more than they do. The lock guarantees the two threads never use the connection at once.
+thread, off the event loop. Savepoints and the short work of :meth:`Store.lookup` (a few
+indexed statements, one outbox append) run on the event loop's thread: they never wait for
+a disk sync (in WAL mode that happens only at the commit), and under load a thread hop
+costs more than they do. The lock guarantees the two threads never use the connection at
+once.
 
 Tables
 ------
@@ -225,8 +226,8 @@ class Store:
 
     async def lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the event loop's thread, inside the transaction in
-        progress (or under the lock): for small indexed reads and writes that never wait on
-        the disk, where a hop to the worker thread costs more than the statement."""
+        progress (or under the lock): for short work that never waits for a disk sync (a few
+        indexed reads and writes), where a hop to the worker thread costs more than it does."""
         if _in_tx.get() is self:
             return fn(self.db)
         async with self._lock:

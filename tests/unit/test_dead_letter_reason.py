@@ -1,0 +1,32 @@
+"""The ``Xregion-Reason`` header stays valid JSON of bounded size, whatever the reason holds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from xregion.runtime.deadletter import REASON_LIMIT, reason_header
+
+
+def test_a_short_reason_is_kept_whole() -> None:
+    reason = {"code": "bad_signature", "message": "signature does not verify", "details": {"key": "BJ:1"}}
+    assert json.loads(reason_header(reason)) == reason
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"errors": [{"field": f"data.suspects.{i}.uscc", "error": "bad check digit"} for i in range(2000)]},
+        {"text": '"' * 20_000},  # every character escaped: the excerpt grows when encoded
+        {"text": "侵权" * 10_000},  # non-ASCII: six characters each once escaped
+    ],
+)
+def test_a_long_reason_is_cut_to_valid_json_within_the_limit(details: dict[str, object]) -> None:
+    reason = {"code": "schema_invalid", "message": "商标 " * 5000, "details": details}
+    header = reason_header(reason)
+    assert len(header) <= REASON_LIMIT
+    cut = json.loads(header)
+    assert cut["code"] == "schema_invalid" and cut["truncated"] is True
+    assert cut["message"] and reason["message"].startswith(cut["message"])
+    assert cut["details_excerpt"] and json.dumps(details, ensure_ascii=True).startswith(cut["details_excerpt"])

@@ -101,20 +101,29 @@ class Latency:
         }
 
 
-def disk_sync_ms(directory: Path, writes: int = 50) -> float:
-    """Median milliseconds of one small write + ``fsync`` in ``directory``: the floor under
-    every durable commit (the adapters' SQLite ``synchronous=FULL``, the server's
-    ``sync_interval: always``)."""
-    samples = []
-    path = directory / "fsync-probe"
-    with path.open("wb") as probe:
-        for _ in range(writes):
+def disk_sync_ms(directory: Path, commits: int = 50) -> float:
+    """Median milliseconds of one small SQLite commit as the adapters make them (WAL,
+    ``synchronous=FULL``) in ``directory``: the floor under each durable step of an event's
+    way (the sender's outbox, the addressee's handling; the server syncs its own too)."""
+    import sqlite3
+
+    path = directory / "sync-probe.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("CREATE TABLE probe (n INTEGER)")
+        samples = []
+        for n in range(commits):
             started = time.perf_counter()
-            probe.write(b"x" * 512)
-            probe.flush()
-            os.fsync(probe.fileno())
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO probe VALUES (?)", (n,))
+            db.execute("COMMIT")
             samples.append((time.perf_counter() - started) * 1000)
-    path.unlink()
+    finally:
+        db.close()
+    for leftover in directory.glob("sync-probe.db*"):
+        leftover.unlink()
     return round(statistics.median(samples), 3)
 
 

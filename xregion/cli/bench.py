@@ -63,7 +63,7 @@ def bench(
     console.print(
         f"[bold]xregion bench[/bold] — {report.server}\n"
         f"{m['cpus']} CPUs ({m['cpu_model']}), Python {m['python']}, {m['nats_server']}, {m['date']}\n"
-        f"disk: one write + fsync takes {m.get('disk_sync_ms', '?')} ms (the floor under every durable commit)"
+        f"disk: one SQLite commit (WAL, synchronous=FULL) takes {m.get('disk_sync_ms', '?')} ms"
     )
     table = Table(show_lines=False)
     for column, justify in (

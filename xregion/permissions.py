@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from xregion.errors import ConfigError
+from xregion.lifecycle.families import ESCALATION
 from xregion.regions import AUDITOR, COORDINATOR, PARTY_CODE
 from xregion.subjects import ALERT_ROOT, CHECKPOINT_ROOT, DLQ_ROOT, ROOT, publish_patterns, subscribe_patterns
 
@@ -161,7 +162,7 @@ def region_permissions(region: str, names: BusNames = DEFAULT_NAMES) -> Permissi
 def coordinator_permissions(names: BusNames = DEFAULT_NAMES) -> Permissions:
     """Reads everything through its durable ``coordinator``; publishes only escalations."""
     publish = [
-        *publish_patterns(COORDINATOR, ANY_VERSION),
+        f"{ROOT}.{ANY_VERSION}.{ESCALATION.family}.*.{COORDINATOR}.*",  # escalations, nothing else
         f"{JS_API}.INFO",
         *_stream_info(names.stream, names.dead_letter_stream),
         *_durable_reader(names.stream, COORDINATOR_CONSUMER),

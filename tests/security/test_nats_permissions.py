@@ -124,6 +124,19 @@ async def test_coordinator_cannot_publish_a_lead_as_a_region(secure_bus: SecureB
     assert subject not in await secure_bus.stream_subjects()
 
 
+async def test_coordinator_publishes_escalations_only(secure_bus: SecureBus) -> None:
+    """Even with its own code as sender, the coordinator may not open a lead or answer one."""
+    subject = "xregion.v1.lead.submitted.COORD.TJ"
+    nc = await secure_bus.connect("COORD")
+    with pytest.raises(REFUSED):
+        await nc.jetstream().publish(subject, b"{}", timeout=1.0)
+    await secure_bus.log.wait_violation(subject, "COORD")
+    assert subject not in await secure_bus.stream_subjects()
+    allowed = "xregion.v1.escalation.reminder.COORD.TJ"
+    ack = await nc.jetstream().publish(allowed, b"{}", timeout=5.0)
+    assert ack.seq > 0 and allowed in await secure_bus.stream_subjects()
+
+
 async def test_coordinator_reads_everything_through_its_durable(secure_bus: SecureBus) -> None:
     await secure_bus.start("BJ", "TJ")
     sent = await secure_bus.adapters["BJ"].client.open("lead.submitted", to="TJ", data=PAYLOADS["lead.submitted"])

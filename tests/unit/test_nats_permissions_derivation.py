@@ -55,7 +55,7 @@ def test_region_reads_its_own_durable_only() -> None:
 
 def test_coordinator_and_auditor() -> None:
     coord, audit = coordinator_permissions(), auditor_permissions()
-    assert [p for p in coord.publish if p.startswith("xregion.")] == ["xregion.*.*.*.COORD.*"]
+    assert [p for p in coord.publish if p.startswith("xregion.")] == ["xregion.*.escalation.*.COORD.*"]
     assert "xregion.>" in coord.subscribe and "xregion.>" in audit.subscribe
     assert audit.publish_deny == ("xregion.>",) and not [p for p in audit.publish if p.startswith("xregion.")]
 

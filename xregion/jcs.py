@@ -81,36 +81,30 @@ def _plain(obj: Any, depth: int) -> bool:
     inline (no call per string: events are mostly strings); containers recursively.
     """
     kind = type(obj)
+    values: Any
     if kind is dict:
         if depth >= MAX_FAST_DEPTH:
             return False
-        for key, value in obj.items():
+        for key in obj:
             if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):
                 return False
-            kind = type(value)
-            if kind is str or value is None or value is True or value is False:
-                continue
-            if kind is int:
-                if -_INT_MAX <= value <= _INT_MAX:
-                    continue
-                return False
-            if not _plain(value, depth + 1):
-                return False
-        return True
-    if kind is list or kind is tuple:
+        values = obj.values()
+    elif kind is list or kind is tuple:
         if depth >= MAX_FAST_DEPTH:
             return False
-        for value in obj:
-            kind = type(value)
-            if kind is str or value is None or value is True or value is False:
+        values = obj
+    else:
+        return (
+            kind is str or obj is None or obj is True or obj is False or (kind is int and -_INT_MAX <= obj <= _INT_MAX)
+        )
+    for value in values:
+        kind = type(value)
+        if kind is str or value is None or value is True or value is False:
+            continue
+        if kind is int:
+            if -_INT_MAX <= value <= _INT_MAX:
                 continue
-            if kind is int:
-                if -_INT_MAX <= value <= _INT_MAX:
-                    continue
-                return False
-            if not _plain(value, depth + 1):
-                return False
-        return True
-    if kind is str or obj is None or obj is True or obj is False:
-        return True
-    return kind is int and -_INT_MAX <= obj <= _INT_MAX
+            return False
+        if not _plain(value, depth + 1):
+            return False
+    return True

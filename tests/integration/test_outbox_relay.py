@@ -47,6 +47,20 @@ async def outbox_rows(adapter: Adapter) -> list[tuple[int, str, int | None]]:
     )
 
 
+async def drain_outbox(adapter: Adapter, js: JetStreamContext, stream: str) -> Relay:
+    """Run a relay on ``adapter``'s store until its outbox is empty; the relay, stopped."""
+    relay = Relay(adapter.store, js, stream)
+    task = asyncio.create_task(relay.run())
+    try:
+        with anyio.fail_after(30):
+            while await adapter.store.outbox_depth():
+                await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return relay
+
+
 def offline_adapter(bus: Bus, region: str, signers: dict[str, Signer], roster: KeyRoster) -> Adapter:
     """An adapter whose store and outbox work but which is not connected (no relay runs)."""
     return Adapter(
@@ -115,15 +129,7 @@ async def test_events_already_in_the_stream_are_not_stored_again(
         for row in pending[:5]:  # stored by an earlier run whose acks were lost
             await js.publish(row.subject, row.payload, headers={"Nats-Msg-Id": row.event_id})
 
-        relay = Relay(bj.store, js, bus.settings.stream)
-        task = asyncio.create_task(relay.run())
-        try:
-            with anyio.fail_after(30):
-                while await bj.store.outbox_depth():
-                    await asyncio.sleep(0.02)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        relay = await drain_outbox(bj, js, bus.settings.stream)
 
         stored = await stream_events(js, bus.settings.stream)
         assert [event["originseq"] for _, event, _ in stored] == list(range(1, 21))
@@ -146,15 +152,7 @@ async def test_a_stream_without_atomic_batches_gets_every_event_one_at_a_time(
     try:
         for _ in range(30):
             await bj.client.open("lead.submitted", to=T, data=PAYLOADS["lead.submitted"])
-        relay = Relay(bj.store, js, bus.settings.stream)
-        task = asyncio.create_task(relay.run())
-        try:
-            with anyio.fail_after(30):
-                while await bj.store.outbox_depth():
-                    await asyncio.sleep(0.02)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        relay = await drain_outbox(bj, js, bus.settings.stream)
         stored = await stream_events(js, bus.settings.stream)
         assert [event["originseq"] for _, event, _ in stored] == list(range(1, 31))
         assert relay.atomic is False and relay.atomic_batches == 0

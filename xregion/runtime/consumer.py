@@ -299,13 +299,7 @@ class Consumer:
         if envelope.sender == self.region:
             return Inspection(wire, envelope)
         try:
-            self.roster.verify(
-                wire,
-                envelope.sender,
-                envelope.time,
-                received_at=msg.metadata.timestamp,
-                grace=timedelta(seconds=self.settings.revocation_grace_s),
-            )
+            self._check_signature(wire, envelope, msg.metadata)
         except Exception:
             return Inspection(wire, envelope)
         try:
@@ -403,15 +397,20 @@ class Consumer:
     def _verify(self, wire: dict[str, Any], envelope: Envelope, meta: Msg.Metadata, seen: Inspection) -> None:
         """Verify the signature (unless the inspecting thread found that it verifies); on a
         key the roster lacks, reload the roster once and retry."""
-        grace = timedelta(seconds=self.settings.revocation_grace_s)
         if seen.verified:
             return
         try:
-            self.roster.verify(wire, envelope.sender, envelope.time, received_at=meta.timestamp, grace=grace)
+            self._check_signature(wire, envelope, meta)
         except UnknownKey:
             if not self.rosters.refresh(force=True):
                 raise
-            self.roster.verify(wire, envelope.sender, envelope.time, received_at=meta.timestamp, grace=grace)
+            self._check_signature(wire, envelope, meta)
+
+    def _check_signature(self, wire: dict[str, Any], envelope: Envelope, meta: Msg.Metadata) -> None:
+        """The roster in force verifies ``wire``'s signature, the revocation grace measured
+        against when the message reached the stream."""
+        grace = timedelta(seconds=self.settings.revocation_grace_s)
+        self.roster.verify(wire, envelope.sender, envelope.time, received_at=meta.timestamp, grace=grace)
 
     def _envelope(self, body: bytes) -> tuple[dict[str, Any], Envelope]:
         wire = parse_json(body)

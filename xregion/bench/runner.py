@@ -6,11 +6,12 @@ Every measurement runs against the same ``nats-server`` (started here with file 
 * raw nats-py baselines on a stream of their own: ``js.publish_async`` of 1 KB messages
   (≤ 4000 in flight, futures bounded by ``asyncio.wait_for``: nats.py#985), pull
   ``fetch(100)`` + ack of those messages, and the two together (publisher and pull consumer
-  running at once: the raw publish → consume pipeline);
+  running at once, the consumer in a second process: the raw publish → consume pipeline);
 * outbound: a region's adapter validating, sealing, signing and storing events in its outbox
   (:meth:`RegionClient.open`), its relay publishing them until JetStream acknowledged them all;
 * end to end: submit at BJ → TJ's consumer verified, handled, committed and acked, as fast as
-  possible (throughput), then at a fixed offered rate (latency p50/p99 from the *scheduled*
+  possible (throughput), then at a fixed offered rate; TJ's adapter runs in a second process
+  (:mod:`xregion.bench.child`), as each region's does in a deployment (latency p50/p99 from the *scheduled*
   submission time to TJ's commit, so a stalled sender cannot hide its queueing delay);
 * auditor replay with full verification vs a raw ordered read
   (:func:`xregion.auditor.bench.run_bench`), with RSS sampled during the replay.
@@ -30,17 +31,16 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-RAW_STREAM = "BENCH_RAW"
-MESSAGE_BYTES = 1024
-IN_FLIGHT = 4000
-FETCH_BATCH = 100
+from xregion.bench.child import Child, bench_adapter
+from xregion.bench.raw import IN_FLIGHT, RAW_STREAM, fetch_all, publish_all, pull_subscription, raw_stream
+
 SUBMITTERS = 64
 """Concurrent submitting tasks in the throughput runs (the outbox serialises their commits)."""
 
@@ -157,70 +157,30 @@ def machine() -> dict[str, Any]:
 # --- raw nats-py ----------------------------------------------------------------------------
 
 
-async def _raw_stream(js: Any, name: str, subject: str) -> None:
-    from nats.js import api
-
-    with contextlib.suppress(Exception):
-        await js.delete_stream(name)
-    await js.add_stream(api.StreamConfig(name=name, subjects=[subject], storage=api.StorageType.FILE))
-
-
-async def _publish_all(js: Any, subject: str, count: int) -> None:
-    """``count`` 1 KB messages with ``publish_async``, at most ``IN_FLIGHT`` unacknowledged."""
-    body = os.urandom(MESSAGE_BYTES // 2).hex().encode()
-    window: list[asyncio.Future[Any]] = []
-    for _ in range(count):
-        window.append(await js.publish_async(subject, body, wait_stall=5.0))
-        if len(window) >= IN_FLIGHT:
-            await asyncio.wait_for(asyncio.gather(*window), timeout=30.0)
-            window = []
-    if window:
-        await asyncio.wait_for(asyncio.gather(*window), timeout=30.0)
-
-
-async def _fetch_all(js: Any, stream: str, durable: str, subject: str, count: int) -> None:
-    """Pull ``count`` messages in batches of ``FETCH_BATCH`` and ack each one."""
-    from nats.errors import TimeoutError as NatsTimeoutError
-
-    sub = await js.pull_subscribe(subject, durable=durable, stream=stream)
-    got = 0
-    try:
-        while got < count:
-            try:
-                msgs = await sub.fetch(batch=FETCH_BATCH, timeout=5.0)
-            except (TimeoutError, NatsTimeoutError):
-                continue
-            for msg in msgs:
-                await msg.ack()
-            got += len(msgs)
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-
-
-async def raw_baselines(nats_url: str, count: int) -> dict[str, Rate]:
-    """``raw_publish_async``, ``raw_fetch_ack`` and ``raw_pipeline`` (both at once)."""
+async def raw_baselines(nats_url: str, count: int, workdir: Path) -> dict[str, Rate]:
+    """``raw_publish_async``, ``raw_fetch_ack`` and ``raw_pipeline`` (both at once, the
+    consumer in a process of its own as the bus's addressee is)."""
     import nats
 
     nc = await nats.connect(nats_url)
     js = nc.jetstream(publish_async_max_pending=IN_FLIGHT)
     try:
-        await _raw_stream(js, RAW_STREAM, "bench.raw.>")
-        await _publish_all(js, "bench.raw.warm", min(count, 1000))  # connection and file warm-up
+        await raw_stream(js, RAW_STREAM, "bench.raw.>")
+        await publish_all(js, "bench.raw.warm", min(count, 1000))  # connection and file warm-up
         started = time.perf_counter()
-        await _publish_all(js, "bench.raw.a", count)
+        await publish_all(js, "bench.raw.a", count)
         publish = Rate(count, time.perf_counter() - started)
 
         started = time.perf_counter()
-        await _fetch_all(js, RAW_STREAM, "raw-a", "bench.raw.a", count)
+        await fetch_all(await pull_subscription(js, RAW_STREAM, "raw-a", "bench.raw.a"), count)
         fetch = Rate(count, time.perf_counter() - started)
 
-        started = time.perf_counter()
-        consumer = asyncio.create_task(_fetch_all(js, RAW_STREAM, "raw-b", "bench.raw.b", count))
-        await asyncio.sleep(0.05)  # the consumer exists before the first message
-        await _publish_all(js, "bench.raw.b", count)
-        await asyncio.wait_for(consumer, timeout=max(60.0, count / 500))
-        pipeline = Rate(count, time.perf_counter() - started)
+        consuming = ("raw", nats_url, RAW_STREAM, "raw-b", "bench.raw.b", str(count))
+        async with Child(*consuming, log=workdir / "raw-consumer.log") as consumer:
+            started = time.perf_counter()
+            await publish_all(js, "bench.raw.b", count)
+            done = float(await consumer.expect("done", timeout=max(60.0, count / 500)))
+        pipeline = Rate(count, done - started)
         await js.delete_stream(RAW_STREAM)
         return {"raw_publish_async": publish, "raw_fetch_ack": fetch, "raw_pipeline": pipeline}
     finally:
@@ -247,39 +207,6 @@ async def _drop_bus_streams(nats_url: str) -> None:
         await nc.close()
 
 
-class _Commits:
-    """Stamps the moment TJ's consumer committed (and acked) each event's batch."""
-
-    def __init__(self) -> None:
-        self.pending: list[str] = []
-        self.at: dict[str, float] = {}
-        self.changed = asyncio.Event()
-
-    async def handler(self, delivery: Any) -> None:
-        self.pending.append(delivery.event.envelope.id)
-
-    def wrap(self, process: Callable[[list[Any]], Awaitable[None]]) -> Callable[[list[Any]], Awaitable[None]]:
-        async def timed(msgs: list[Any]) -> None:
-            await process(msgs)
-            now = time.perf_counter()
-            for event_id in self.pending:
-                self.at[event_id] = now
-            self.pending.clear()
-            self.changed.set()
-
-        return timed
-
-    async def wait_for(self, count: int, timeout: float) -> None:
-        deadline = time.perf_counter() + timeout
-        while len(self.at) < count:
-            self.changed.clear()
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                raise TimeoutError(f"only {len(self.at)} of {count} events handled within {timeout:.0f}s")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), timeout=min(left, 1.0))
-
-
 async def _submit_many(client: Any, count: int, data: dict[str, Any]) -> list[str]:
     """Open ``count`` referrals BJ→TJ from ``SUBMITTERS`` concurrent tasks; their event ids."""
     ids: list[str] = []
@@ -297,39 +224,23 @@ async def _submit_many(client: Any, count: int, data: dict[str, Any]) -> list[st
 async def bus_paths(
     nats_url: str, workdir: Path, count: int, latency_events: int, rate: float
 ) -> tuple[Rate, Rate, Latency]:
-    """Outbound throughput, end-to-end throughput and latency at ``rate`` events/s."""
+    """Outbound throughput, end-to-end throughput and latency at ``rate`` events/s.
+
+    BJ's adapter runs here; in the end-to-end runs TJ's runs in a process of its own, as each
+    region's does in a deployment (:mod:`xregion.bench.addressee`)."""
     import structlog
 
-    from xregion.adapter import Adapter
-    from xregion.config import load_config
     from xregion.examples import PAYLOADS
-    from xregion.keys import init_keys, load_signer
-    from xregion.runtime.settings import RuntimeSettings
+    from xregion.keys import init_keys
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # warnings off: 2 cores
-    config = load_config()
-    keys = workdir / "keys"
-    roster = init_keys(keys, ["BJ", "TJ", "COORD"])
-    settings = RuntimeSettings(data_dir=workdir)
+    init_keys(workdir / "keys", ["BJ", "TJ", "COORD"])
     data = dict(PAYLOADS["lead.submitted"])
-
-    def adapter(region: str, store: str, handler: Any = None) -> Adapter:
-        extra = {"handler": handler} if handler is not None else {}
-        return Adapter(
-            region,
-            signer=load_signer(keys, region),
-            roster=roster,
-            nats_url=nats_url,
-            store_path=workdir / store,
-            config=config,
-            settings=settings,
-            **extra,
-        )
 
     # Outbound: only BJ runs (nobody consumes), fresh streams.
     await _drop_bus_streams(nats_url)
     async with AsyncExitStack() as stack:
-        bj = await adapter("BJ", "out-BJ.db").start()
+        bj = await bench_adapter("BJ", nats_url, workdir, "out-BJ.db").start()
         stack.push_async_callback(bj.stop)
         await _submit_many(bj.client, min(50, count), data)  # warm-up
         await bj.wait_published(timeout=60.0)
@@ -340,14 +251,11 @@ async def bus_paths(
 
     # End to end: BJ submits, TJ verifies, handles, commits, acks (and answers a receipt).
     await _drop_bus_streams(nats_url)
-    commits = _Commits()
     async with AsyncExitStack() as stack:
-        bj = await adapter("BJ", "e2e-BJ.db").start()
+        tj = await stack.enter_async_context(Child("adapter", nats_url, str(workdir), "TJ", log=workdir / "TJ.log"))
+        commits = tj.commits
+        bj = await bench_adapter("BJ", nats_url, workdir, "e2e-BJ.db").start()
         stack.push_async_callback(bj.stop)
-        tj = await adapter("TJ", "e2e-TJ.db", commits.handler).start()
-        stack.push_async_callback(tj.stop)
-        assert tj.consumer is not None
-        tj.consumer.process = commits.wrap(tj.consumer.process)  # type: ignore[method-assign,assignment]
         warm = await _submit_many(bj.client, min(50, count), data)
         await commits.wait_for(len(warm), timeout=60.0)
 
@@ -356,7 +264,7 @@ async def bus_paths(
         await commits.wait_for(len(warm) + count, timeout=max(120.0, count / 20))
         end_to_end = Rate(count, time.perf_counter() - started)
         await bj.wait_published(timeout=60.0)
-        await tj.wait_published(timeout=60.0)  # TJ's receipts out before the latency run
+        await tj.wait_published()  # TJ's receipts out before the latency run
         await asyncio.sleep(0.5)
 
         latency = Latency(rate, latency_events)
@@ -500,7 +408,7 @@ async def run_all(
             where = f"external server {nats_url}"
         try:
             progress(f"raw nats-py baselines, {events:,} × 1 KB")
-            rates = await raw_baselines(nats_url, events)
+            rates = await raw_baselines(nats_url, events, root)
             progress(f"outbound and end to end, {events:,} events; latency {latency_events:,} at {rate:g}/s")
             outbound, end_to_end, latency = await bus_paths(nats_url, root / "bus", events, latency_events, rate)
             rates["outbound"] = outbound

@@ -1,0 +1,60 @@
+"""Raw nats-py, the benchmark's baseline: 1 KB messages published and pulled with nothing of
+the bus in between."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from typing import Any
+
+RAW_STREAM = "BENCH_RAW"
+MESSAGE_BYTES = 1024
+IN_FLIGHT = 4000
+FETCH_BATCH = 100
+
+
+async def raw_stream(js: Any, name: str, subject: str) -> None:
+    """A fresh file-stored stream ``name`` over ``subject`` (an older one is deleted)."""
+    from nats.js import api
+
+    with contextlib.suppress(Exception):
+        await js.delete_stream(name)
+    await js.add_stream(api.StreamConfig(name=name, subjects=[subject], storage=api.StorageType.FILE))
+
+
+async def publish_all(js: Any, subject: str, count: int) -> None:
+    """``count`` 1 KB messages with ``publish_async``, at most ``IN_FLIGHT`` unacknowledged."""
+    body = os.urandom(MESSAGE_BYTES // 2).hex().encode()
+    window: list[asyncio.Future[Any]] = []
+    for _ in range(count):
+        window.append(await js.publish_async(subject, body, wait_stall=5.0))
+        if len(window) >= IN_FLIGHT:
+            await asyncio.wait_for(asyncio.gather(*window), timeout=30.0)
+            window = []
+    if window:
+        await asyncio.wait_for(asyncio.gather(*window), timeout=30.0)
+
+
+async def pull_subscription(js: Any, stream: str, durable: str, subject: str) -> Any:
+    return await js.pull_subscribe(subject, durable=durable, stream=stream)
+
+
+async def fetch_all(sub: Any, count: int) -> None:
+    """Pull ``count`` messages from ``sub`` in batches of ``FETCH_BATCH``, ack each one, and
+    unsubscribe."""
+    from nats.errors import TimeoutError as NatsTimeoutError
+
+    got = 0
+    try:
+        while got < count:
+            try:
+                msgs = await sub.fetch(batch=FETCH_BATCH, timeout=5.0)
+            except (TimeoutError, NatsTimeoutError):
+                continue
+            for msg in msgs:
+                await msg.ack()
+            got += len(msgs)
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()

@@ -166,3 +166,13 @@ class UnsealFailed(VerificationError):
     the recipient's key, or a box that does not decrypt."""
 
     code = "unseal_failed"
+
+
+# --- operations ------------------------------------------------------------------------------
+
+
+class BackupError(XRegionError):
+    """A stream backup cannot be taken or restored: damaged or missing files, or the server
+    refused (the stream exists already, permissions, limits)."""
+
+    code = "backup_failed"

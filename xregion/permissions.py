@@ -206,10 +206,12 @@ def auditor_permissions(names: BusNames = DEFAULT_NAMES) -> Permissions:
 
 
 def operator_permissions() -> Permissions:
-    """Declares streams, consumers and the object store; publishes and reads no events."""
+    """Declares streams, consumers and the object store, backs streams up and restores them
+    (``$JS.SNAPSHOT.>``: the snapshot's flow control and restore chunks); publishes and reads
+    no events."""
     return Permissions(
         "operator",
-        publish=(f"{JS_API}.>",),
+        publish=(f"{JS_API}.>", "$JS.SNAPSHOT.>"),
         subscribe=(f"{inbox_prefix(OPERATOR)}.>",),
         publish_deny=(f"{ROOT}.>",),
     )

@@ -7,6 +7,7 @@ the stream, must appear in the server's log and as a ``security event`` line in 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -16,6 +17,7 @@ from tests.bus import eventually
 from tests.security.secure_bus import SecureBus
 from xregion.examples import PAYLOADS
 from xregion.permissions import consumer_name
+from xregion.runtime.backup import backup_stream, restore_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -201,3 +203,28 @@ async def test_violations_are_logged_while_the_adapter_keeps_running(secure_bus:
         return "xregion.v1.lead.submitted.BJ.TJ" in await secure_bus.stream_subjects()
 
     await eventually(stored, 10.0, f"BJ's lead {sent.envelope.subject} in the stream")
+
+
+async def test_operator_backs_up_and_restores_the_event_stream_a_region_cannot(
+    secure_bus: SecureBus, tmp_path: Path
+) -> None:
+    """The runbook's online backup and restore work with nothing but the ADMIN identity."""
+    bj, _ = await secure_bus.start("BJ", "TJ")
+    sent = await bj.client.open("lead.submitted", to="TJ", data=PAYLOADS["lead.submitted"])
+    await secure_bus.state("BJ", sent.envelope.subject, "received")
+    for adapter in secure_bus.adapters.values():
+        await adapter.stop()
+    secure_bus.adapters.clear()
+    subjects = await secure_bus.stream_subjects()
+
+    region = await secure_bus.connect("BJ")
+    await region.publish("$JS.API.STREAM.SNAPSHOT.XREGION", b"{}")
+    await secure_bus.log.wait_violation("$js.api.stream.snapshot.xregion", "BJ")
+
+    admin = await secure_bus.connect("ADMIN")
+    backup = await backup_stream(admin, "XREGION", tmp_path / "backup")
+    assert backup.messages == len(subjects) >= 2
+    await admin.jetstream().delete_stream("XREGION")
+    await restore_stream(admin, tmp_path / "backup")
+    assert await secure_bus.stream_subjects() == subjects
+    assert not secure_bus.log.security_events("permission_violation", party="ADMIN")

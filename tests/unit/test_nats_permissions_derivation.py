@@ -41,7 +41,8 @@ def test_nobody_but_the_operator_can_touch_event_stream_consumers(party: str) ->
             assert pattern.split(".")[5] == "audit" and party == "AUDIT", pattern
         assert not pattern.startswith(("$JS.API.STREAM.CREATE", "$JS.API.STREAM.UPDATE", "$JS.API.STREAM.PURGE"))
         assert not pattern.startswith(("$JS.API.STREAM.DELETE", "$JS.API.STREAM.MSG.DELETE"))
-    assert permissions_for(OPERATOR, []).publish == ("$JS.API.>",)
+        assert not pattern.startswith(("$JS.API.STREAM.SNAPSHOT", "$JS.API.STREAM.RESTORE", "$JS.SNAPSHOT"))
+    assert permissions_for(OPERATOR, []).publish == ("$JS.API.>", "$JS.SNAPSHOT.>")
 
 
 def test_region_reads_its_own_durable_only() -> None:

@@ -1,10 +1,11 @@
-"""``xregion ops gen-config|gen-certs|apply-topology``: NATS identities, TLS, topology."""
+"""``xregion ops gen-config|gen-certs|apply-topology|backup|restore``: NATS identities, TLS,
+topology, stream backups."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -12,6 +13,10 @@ from rich.console import Console
 from xregion.cli.common import NatsUrl, NkeySeed, TlsCa, TlsCert, TlsKey, client_settings
 from xregion.config import load_config
 from xregion.errors import XRegionError
+
+if TYPE_CHECKING:
+    from xregion.runtime.connection import ClientIdentity
+    from xregion.runtime.settings import RuntimeSettings
 
 console = Console(width=None if Console().is_terminal else 120)
 app = typer.Typer(help="NATS identities, TLS certificates and the topology (operators).", no_args_is_help=True)
@@ -101,24 +106,12 @@ def apply_topology(
 ) -> None:
     """Declare the streams, the object store and every durable consumer (regions' and the
     coordinator's) as the operator (ADMIN identity); idempotent, never overwrites settings."""
-    from xregion.permissions import OPERATOR
     from xregion.runtime import operator
-    from xregion.runtime.connection import ClientIdentity
-    from xregion.runtime.settings import RuntimeSettings
 
-    if nats_url is None:
-        console.print("[red]--nats-url (or XREGION_NATS_URL) is required[/red]")
-        raise typer.Exit(2)
-    settings = RuntimeSettings(**client_settings(tls_ca, tls_cert, tls_key, nkey_seed))
+    url, settings, identity = _operator(nats_url, tls_ca, tls_cert, tls_key, nkey_seed)
     try:
-        report = asyncio.run(
-            operator.apply_topology(
-                nats_url,
-                load_config().regions.codes,
-                identity=ClientIdentity.from_settings(settings, OPERATOR),
-                settings=settings,
-            )
-        )
+        regions = load_config().regions.codes
+        report = asyncio.run(operator.apply_topology(url, regions, identity=identity, settings=settings))
     except XRegionError as exc:
         raise fail(exc) from None
     for line in report.created:
@@ -129,3 +122,78 @@ def apply_topology(
         console.print(f"[yellow]drift[/yellow]    {line} (left as the operator set it)")
     if not (report.created or report.updated):
         console.print("topology up to date")
+
+
+def _operator(
+    nats_url: str | None, tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None, nkey_seed: Path | None
+) -> tuple[str, RuntimeSettings, ClientIdentity]:
+    """The server, settings and ADMIN identity of an operator's command (``--nats-url`` required)."""
+    from xregion.permissions import OPERATOR
+    from xregion.runtime.connection import ClientIdentity
+    from xregion.runtime.settings import RuntimeSettings
+
+    if nats_url is None:
+        console.print("[red]--nats-url (or XREGION_NATS_URL) is required[/red]")
+        raise typer.Exit(2)
+    settings = RuntimeSettings(**client_settings(tls_ca, tls_cert, tls_key, nkey_seed))
+    return nats_url, settings, ClientIdentity.from_settings(settings, OPERATOR)
+
+
+@app.command("backup")
+def backup(
+    out: Annotated[Path, typer.Option("--out", help="A new directory: one sub-directory per stream.")],
+    stream: Annotated[
+        list[str] | None,
+        typer.Option("--stream", help="A stream to back up (repeat). Default: events, dead letters, evidence."),
+    ] = None,
+    nats_url: NatsUrl = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    nkey_seed: NkeySeed = None,
+) -> None:
+    """Back the bus's streams up online (JetStream snapshots, with their durable consumers)
+    as the operator (ADMIN); each with its size and SHA-256 in ``backup.json``."""
+    from xregion.runtime import operator
+    from xregion.runtime.backup import bus_streams
+
+    url, settings, identity = _operator(nats_url, tls_ca, tls_cert, tls_key, nkey_seed)
+    streams = tuple(stream) if stream else bus_streams(settings)
+    try:
+        backups = asyncio.run(operator.backup(url, out, streams, identity=identity))
+    except XRegionError as exc:
+        raise fail(exc) from None
+    for b in backups:
+        console.print(
+            f"backed up {b.stream}: {b.messages:,} messages (seq {b.first_seq}..{b.last_seq}), "
+            f"{b.consumers} consumers, {b.size:,} bytes, sha256 {b.sha256} -> {out / b.stream}",
+            highlight=False,
+        )
+
+
+@app.command("restore")
+def restore(
+    directory: Annotated[Path, typer.Argument(help="What `xregion ops backup` wrote, or one stream's part of it.")],
+    nats_url: NatsUrl = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    nkey_seed: NkeySeed = None,
+) -> None:
+    """Restore backed-up streams as the operator (ADMIN), under their own names, which must not
+    exist; every backup is checked (size, SHA-256) before anything is restored."""
+    from xregion.runtime import operator
+
+    url, _, identity = _operator(nats_url, tls_ca, tls_cert, tls_key, nkey_seed)
+    try:
+        restored = asyncio.run(operator.restore(url, directory, identity=identity))
+    except XRegionError as exc:
+        raise fail(exc) from None
+    for info in restored:
+        state = info.get("state", {})
+        console.print(
+            f"restored {info.get('config', {}).get('name')}: {state.get('messages', 0):,} messages "
+            f"(seq {state.get('first_seq')}..{state.get('last_seq')})",
+            highlight=False,
+        )
+    console.print("now audit the restored stream: xregion audit replay --nats-url ...")

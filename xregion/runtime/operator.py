@@ -1,4 +1,5 @@
-"""What the operator identity (``ADMIN``) does: declare the bus's topology.
+"""What the operator identity (``ADMIN``) does: declare the bus's topology, back up and
+restore its streams (:mod:`xregion.runtime.backup`).
 
 Regions connect with scoped identities that may not create streams or consumers (a region
 allowed ``$JS.API.CONSUMER.CREATE.XREGION.>`` could give itself a consumer on another
@@ -9,7 +10,11 @@ it starts; ``xregion ops apply-topology`` does it against an external server.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from xregion.permissions import OPERATOR
+from xregion.runtime.backup import StreamBackup, backup_streams, restore_streams
 from xregion.runtime.connection import ClientIdentity, connect
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.topology import TopologyReport, ensure_topology
@@ -28,5 +33,25 @@ async def apply_topology(
     nc = await connect(url, "xregion-operator", identity or ClientIdentity(party=OPERATOR))
     try:
         return await ensure_topology(nc.jetstream(), settings, regions, versions=versions, coordinator=True)
+    finally:
+        await nc.close()
+
+
+async def backup(
+    url: str, out: Path, streams: tuple[str, ...], *, identity: ClientIdentity | None = None
+) -> list[StreamBackup]:
+    """Connect as the operator and back ``streams`` up into ``out/<stream>``."""
+    nc = await connect(url, "xregion-operator", identity or ClientIdentity(party=OPERATOR))
+    try:
+        return await backup_streams(nc, streams, out)
+    finally:
+        await nc.close()
+
+
+async def restore(url: str, directory: Path, *, identity: ClientIdentity | None = None) -> list[dict[str, Any]]:
+    """Connect as the operator and restore every stream backed up in ``directory``."""
+    nc = await connect(url, "xregion-operator", identity or ClientIdentity(party=OPERATOR))
+    try:
+        return await restore_streams(nc, directory)
     finally:
         await nc.close()

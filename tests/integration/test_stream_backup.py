@@ -1,0 +1,199 @@
+"""Online backup and restore of the event stream (the runbook's procedure), on a real server.
+
+A backup (taken through the server's snapshot API, the server running) comes back exactly:
+every message byte for byte at its stream sequence, the regions' durable consumers where they
+stood, the same audit, and the regions carry on over it; a damaged backup is refused before
+anything reaches the server; a restore never overwrites a stream that exists.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from tests.bus import Bus, eventually
+from xregion.auditor.replay import Replayer, ReplayResult
+from xregion.auditor.source import read_stream
+from xregion.config import load_config
+from xregion.errors import BackupError
+from xregion.examples import PAYLOADS
+from xregion.permissions import consumer_name
+from xregion.runtime.backup import DATA_FILE, StreamBackup, backup_stream, bus_streams, restore_stream
+from xregion.signing import KeyRoster
+
+pytestmark = pytest.mark.anyio
+
+LEADS = 25
+
+
+@pytest.fixture
+async def nc(bus: Bus) -> AsyncIterator[Client]:
+    """A plain connection to the test server (an operator's, as far as this server cares)."""
+    client = await bus.raw()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def messages(js: JetStreamContext, stream: str) -> list[tuple[int, str, bytes, dict[str, str]]]:
+    """Every message of ``stream`` by direct get: (sequence, subject, data, headers)."""
+    info = await js.stream_info(stream)
+    if info.state.messages == 0:
+        return []
+    found = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await js.get_msg(stream, seq)
+        found.append((seq, msg.subject, msg.data or b"", dict(msg.headers or {})))
+    return found
+
+
+async def traffic(bus: Bus) -> None:
+    """BJ stores an attachment and opens ``LEADS`` referrals to TJ, and someone sends TJ a
+    message that is not JSON; TJ handles every lead (BJ sees TJ's receipts) and dead-letters
+    the bad message: all three streams of the bus hold something."""
+    bj, tj = await bus.start("BJ", "TJ")
+    await bj.client.attach(b"%PDF-1.7 evidence", filename="evidence.pdf", media_type="application/pdf")
+    for _ in range(LEADS):
+        await bj.client.open("lead.submitted", to="TJ", data=PAYLOADS["lead.submitted"])
+    raw = await bus.raw()
+    try:
+        await raw.jetstream().publish("xregion.v1.lead.submitted.BJ.TJ", b"not json")
+    finally:
+        await raw.close()
+
+    async def settled() -> bool | None:
+        handled = len(bus.received.get("TJ", [])) >= LEADS
+        return True if handled and await bus.dead_letters("TJ") else None
+
+    await eventually(settled, 20.0, "TJ to handle every lead and dead-letter the bad message")
+    await bj.wait_published(timeout=20.0)
+    await tj.wait_published(timeout=20.0)
+    await bus.stop()
+
+
+async def test_backup_then_restore_gives_back_the_same_stream_consumers_and_audit(
+    bus: Bus, nc: Client, tmp_path: Path, roster: KeyRoster
+) -> None:
+    js = nc.jetstream()
+    await traffic(bus)
+    stream = bus.settings.stream
+    before = await messages(js, stream)
+    tj_before = await js.consumer_info(stream, consumer_name("TJ"))
+    audited = await audit(js, stream, roster)
+    assert len(before) >= 2 * LEADS  # leads and receipts
+
+    backup = await backup_stream(nc, stream, tmp_path / "backup" / stream)
+    assert (backup.messages, backup.first_seq, backup.last_seq) == (len(before), before[0][0], before[-1][0])
+    assert backup.consumers >= 2 and backup.size > 0
+    assert StreamBackup.read(tmp_path / "backup" / stream) == backup  # what was written checks out
+
+    await js.delete_stream(stream)  # the loss the backup is for
+    info = await restore_stream(nc, tmp_path / "backup" / stream)
+    assert info["state"]["messages"] == len(before)
+
+    assert await messages(js, stream) == before
+    tj_after = await js.consumer_info(stream, consumer_name("TJ"))
+    assert tj_after.ack_floor.stream_seq == tj_before.ack_floor.stream_seq
+    assert tj_after.delivered.stream_seq == tj_before.delivered.stream_seq
+
+    after = await audit(js, stream, roster)
+    assert after.events == len(before) - 1  # every event; the bad message is an anomaly
+    assert [(a.code, a.stream_seq) for a in after.anomalies] == [(a.code, a.stream_seq) for a in audited.anomalies]
+    assert [a.code for a in after.anomalies] == ["malformed_json"]
+    assert after.heads == audited.heads  # every origin's chain ends where it ended
+
+    handled = len(bus.received["TJ"])
+    await bus.start("BJ", "TJ")  # the regions carry on over the restored stream
+    bj = bus.adapters["BJ"]
+    sent = await bj.client.open("lead.submitted", to="TJ", data=PAYLOADS["lead.submitted"])
+    await bus.state("TJ", sent.envelope.subject, "received")
+    assert len(bus.received["TJ"]) == handled + 1  # only the new lead: nothing handled twice
+
+
+async def test_a_damaged_backup_is_refused_whole(bus: Bus, nc: Client, tmp_path: Path) -> None:
+    js = nc.jetstream()
+    await traffic(bus)
+    stream = bus.settings.stream
+    where = tmp_path / "backup"
+    backup = await backup_stream(nc, stream, where)
+    data = bytearray((where / DATA_FILE).read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, in the middle
+    (where / DATA_FILE).write_bytes(bytes(data))
+
+    await js.delete_stream(stream)
+    with pytest.raises(BackupError, match="is damaged") as caught:
+        await restore_stream(nc, where)
+    assert caught.value.details["expected"] == backup.sha256
+    names = [name async for name in _stream_names(js)]
+    assert stream not in names  # nothing half restored
+
+
+async def test_restore_never_overwrites_an_existing_stream(bus: Bus, nc: Client, tmp_path: Path) -> None:
+    js = nc.jetstream()
+    await traffic(bus)
+    stream = bus.settings.stream
+    await backup_stream(nc, stream, tmp_path / "backup")
+    before = await messages(js, stream)
+    with pytest.raises(BackupError, match="refused by the server"):
+        await restore_stream(nc, tmp_path / "backup")
+    assert await messages(js, stream) == before
+
+
+async def test_a_backup_directory_is_never_reused(bus: Bus, nc: Client, tmp_path: Path) -> None:
+    await traffic(bus)
+    await backup_stream(nc, bus.settings.stream, tmp_path / "backup")
+    first = (tmp_path / "backup" / DATA_FILE).read_bytes()
+    with pytest.raises(BackupError, match="already holds a backup"):
+        await backup_stream(nc, bus.settings.stream, tmp_path / "backup")
+    assert (tmp_path / "backup" / DATA_FILE).read_bytes() == first
+
+
+async def audit(js: JetStreamContext, stream: str, roster: KeyRoster) -> ReplayResult:
+    """The auditor's full replay of ``stream`` (signatures, chains, lifecycles)."""
+    return await Replayer(roster, load_config().regions).run_async(read_stream(js, stream))
+
+
+async def _stream_names(js: JetStreamContext) -> Any:
+    for info in await js.streams_info():
+        yield info.config.name
+
+
+async def test_the_operator_commands_back_up_and_restore_the_whole_bus(bus: Bus, nc: Client, tmp_path: Path) -> None:
+    """``xregion ops backup`` / ``xregion ops restore``: events, dead letters and evidence."""
+    js = nc.jetstream()
+    await traffic(bus)
+    streams = bus_streams(bus.settings)
+    before = {stream: await messages(js, stream) for stream in streams}
+    assert all(before.values())  # events, a dead letter, an attachment
+    url = bus.server.url
+
+    made = await xregion("ops", "backup", "--out", str(tmp_path / "backup"), "--nats-url", url)
+    assert made.returncode == 0, made.stderr + made.stdout
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == sorted(streams)
+    assert f"backed up {bus.settings.stream}: {len(before[bus.settings.stream]):,} messages" in made.stdout
+
+    for stream in streams:
+        await js.delete_stream(stream)
+    restored = await xregion("ops", "restore", str(tmp_path / "backup"), "--nats-url", url)
+    assert restored.returncode == 0, restored.stderr + restored.stdout
+    assert {stream: await messages(js, stream) for stream in streams} == before
+
+    again = await xregion("ops", "restore", str(tmp_path / "backup"), "--nats-url", url)
+    assert again.returncode == 1
+    assert "backup_failed" in again.stdout and "refused by the server" in again.stdout
+
+
+async def xregion(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI, in a process of its own."""
+    command = [sys.executable, "-c", "from xregion.cli import main; main()", *args]
+    done = await anyio.run_process(command, check=False)
+    return subprocess.CompletedProcess(command, done.returncode, done.stdout.decode(), done.stderr.decode())

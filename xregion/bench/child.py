@@ -171,7 +171,11 @@ class Child:
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=errors,
             )  # fmt: skip
         self.reader = asyncio.create_task(self._read())
-        await self.expect("ready", timeout=60.0)
+        try:
+            await self.expect("ready", timeout=60.0)
+        except BaseException:
+            await self.__aexit__()  # reap it: ``async with`` does not when entering fails
+            raise
         return self
 
     async def _read(self) -> None:

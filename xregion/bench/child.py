@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from xregion.adapter import Adapter
 
 CONNECT_TIMEOUT_S = 10.0
+"""How long the raw consumer may take to connect before the child gives up, saying why."""
 
 
 class Commits:

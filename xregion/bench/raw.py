@@ -37,6 +37,7 @@ async def publish_all(js: Any, subject: str, count: int) -> None:
 
 
 async def pull_subscription(js: Any, stream: str, durable: str, subject: str) -> Any:
+    """A pull subscription on a new durable consumer ``durable`` of ``subject``."""
     return await js.pull_subscribe(subject, durable=durable, stream=stream)
 
 

@@ -10,9 +10,10 @@ Every measurement runs against the same ``nats-server`` (started here with file 
 * outbound: a region's adapter validating, sealing, signing and storing events in its outbox
   (:meth:`RegionClient.open`), its relay publishing them until JetStream acknowledged them all;
 * end to end: submit at BJ → TJ's consumer verified, handled, committed and acked, as fast as
-  possible (throughput), then at a fixed offered rate; TJ's adapter runs in a second process
-  (:mod:`xregion.bench.child`), as each region's does in a deployment (latency p50/p99 from the *scheduled*
-  submission time to TJ's commit, so a stalled sender cannot hide its queueing delay);
+  possible (throughput), then at a fixed offered rate (latency p50/p99 from the *scheduled*
+  submission time to TJ's commit, so a stalled sender cannot hide its queueing delay); TJ's
+  adapter runs in a second process (:mod:`xregion.bench.child`), as each region's adapter
+  does in a deployment;
 * auditor replay with full verification vs a raw ordered read
   (:func:`xregion.auditor.bench.run_bench`), with RSS sampled during the replay.
 

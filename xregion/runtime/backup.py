@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,7 +164,8 @@ async def backup_stream(nc: Any, stream: str, directory: Path, *, consumers: boo
                     status = (msg.headers or {}).get("Status")
                     if status not in (None, "", "204"):
                         description = (msg.headers or {}).get("Description", "")
-                        raise BackupError(f"backup of {stream} failed on the server: {status} {description}")
+                        failed = f"backup of {stream} failed on the server: {status} {description}"
+                        raise BackupError(failed, stream=stream)
                     break
                 out.write(msg.data)
                 digest.update(msg.data)
@@ -171,6 +173,7 @@ async def backup_stream(nc: Any, stream: str, directory: Path, *, consumers: boo
                 if msg.reply:
                     await nc.publish(msg.reply, b"")  # flow control: the server waits for these
             out.flush()
+            os.fsync(out.fileno())  # on disk before it is named a backup
         partial.replace(data_path)
     finally:
         await sub.unsubscribe()

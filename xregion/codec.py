@@ -20,12 +20,14 @@ from xregion.contracts.catalog import CATALOG, Catalog, EventType
 from xregion.contracts.common import Contract
 from xregion.envelope import Envelope
 from xregion.errors import (
+    ContractError,
     MalformedJson,
     OversizedMessage,
     SchemaInvalid,
     SubjectMismatch,
     UnknownParty,
 )
+from xregion.ids import EVENT_ID
 from xregion.lifecycle.machine import Step
 from xregion.regions import BROADCAST, COORDINATOR, RegionRegistry
 from xregion.signing import canonical
@@ -113,6 +115,18 @@ def decode_dict(wire: Any, *, catalog: Catalog = CATALOG, registry: RegionRegist
     if registry is not None:
         check_parties(envelope, registry)
     return DecodedEvent(wire, envelope, event_type, payload)
+
+
+def claimed_event_id(raw: bytes) -> str | None:
+    """The ``id`` that bytes which are not a valid event claim, if it is a well-formed event
+    id, so that their dead letter can name it (unverified: the event did not validate);
+    ``None`` for bytes that are not a JSON object within the size limit, or another ``id``."""
+    try:
+        value = parse_json(raw)
+    except ContractError:
+        return None
+    claimed = value.get("id") if isinstance(value, dict) else None
+    return claimed if isinstance(claimed, str) and EVENT_ID.fullmatch(claimed) else None
 
 
 def _not_json(constant: str) -> Any:

@@ -42,6 +42,7 @@ from pydantic import (
 )
 
 from xregion.contracts.catalog import CE_TYPE
+from xregion.ids import EVENT_ID
 
 SOURCE = re.compile(r"^urn:xregion:([A-Z]{2,8}):([a-z][a-z0-9_]{1,31})$")
 HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -74,9 +75,7 @@ class Envelope(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     specversion: Literal["1.0"]
-    id: Annotated[
-        str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-    ]
+    id: Annotated[str, StringConstraints(pattern=EVENT_ID.pattern)]
     source: Annotated[str, StringConstraints(pattern=SOURCE.pattern)]
     type: Annotated[str, StringConstraints(pattern=CE_TYPE.pattern)]
     time: AwareDatetime

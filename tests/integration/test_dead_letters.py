@@ -136,7 +136,8 @@ class Peer:
 
 @dataclass(frozen=True)
 class Bad:
-    """One bad message: where it is published, its exact bytes, the event id TJ can read."""
+    """One bad message: where it is published, its exact bytes, the event id its dead letter
+    names (read from a valid envelope, or claimed by a readable JSON object)."""
 
     subject: str
     body: bytes
@@ -158,7 +159,8 @@ def submitted(**kw: Any) -> dict[str, Any]:
 
 
 def signed(wire: dict[str, Any], subject: str = SUBMITTED, *, readable: bool = True) -> Bad:
-    """``readable``: the envelope is valid, so TJ can name the event id in the dead letter."""
+    """``readable``: a JSON object within the size limit (its envelope valid or not), so its
+    dead letter names the id it holds."""
     return Bad(subject, encode(wire), wire["id"] if readable else None)
 
 
@@ -182,7 +184,7 @@ def truncated_json(peer: Peer, ctx: Ctx) -> Bad:
 
 def envelope_missing_field(peer: Peer, ctx: Ctx) -> Bad:
     event = changed(submitted(), lambda e: e.pop("correlationid"))
-    return signed(peer.forge(event, advance=False), readable=False)
+    return signed(peer.forge(event, advance=False))  # the id it claims, though the envelope is invalid
 
 
 def invalid_uscc(peer: Peer, ctx: Ctx) -> Bad:
@@ -293,6 +295,12 @@ def on_other_sender_subject(peer: Peer, ctx: Ctx) -> Bad:
     return signed(peer.forge(submitted(), advance=True), "xregion.v1.lead.submitted.HE.TJ")
 
 
+def id_that_is_not_an_event_id(peer: Peer, ctx: Ctx) -> Bad:
+    """The id must not reach the dead letter's headers: not an event id (and a header break)."""
+    event = changed(submitted(), lambda e: e.update(id="x\r\nNats-Msg-Id: forged"))
+    return signed(peer.forge(event, advance=False), readable=False)
+
+
 def not_a_number(peer: Peer, ctx: Ctx) -> Bad:
     wire = peer.forge(submitted(), advance=False)
     return Bad(SUBMITTED, encode(wire)[:-1] + b',"x":NaN}', None)
@@ -316,6 +324,7 @@ CASES = [
     Case("huge-integer", "malformed_json", raw(b'{"originseq": ' + b"9" * 5000 + b"}")),
     Case("json-array", "schema_invalid", raw(b'["specversion", "1.0"]')),
     Case("envelope-missing-correlationid", "schema_invalid", envelope_missing_field),
+    Case("id-not-an-event-id", "schema_invalid", id_that_is_not_an_event_id),
     Case("invalid-uscc-check-character", "schema_invalid", invalid_uscc),
     Case("payload-missing-title", "schema_invalid", payload_missing_field),
     Case("dataschema-of-other-type", "schema_invalid", dataschema_of_other_type),

@@ -63,6 +63,7 @@ from xregion.codec import (
     DecodedEvent,
     check_parties,
     check_subject,
+    claimed_event_id,
     decode_data,
     field_errors,
     parse_json,
@@ -319,8 +320,8 @@ class Consumer:
                 wire, envelope = self._envelope(msg.data or b"")
             else:
                 wire, envelope = seen.wire, seen.envelope
-        except ContractError as exc:
-            await self._dead_letter(exc, msg, None, base)
+        except ContractError as exc:  # not an event: its dead letter names the id it claims, if any
+            await self._dead_letter(exc, msg, claimed_event_id(msg.data or b""), base)
             return "term"
         bound = {**base, "event_id": envelope.id, "referral_id": envelope.subject}
         if envelope.sender == self.region:

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 import anyio
+import nats
 import pytest
 from nats.js import JetStreamContext
 
@@ -47,9 +48,11 @@ async def outbox_rows(adapter: Adapter) -> list[tuple[int, str, int | None]]:
     )
 
 
-async def drain_outbox(adapter: Adapter, js: JetStreamContext, stream: str) -> Relay:
-    """Run a relay on ``adapter``'s store until its outbox is empty; the relay, stopped."""
-    relay = Relay(adapter.store, js, stream)
+async def drain_outbox(adapter: Adapter, stream: str) -> Relay:
+    """Run a relay on ``adapter``'s store, over a connection of its own, until its outbox is
+    empty; the relay, stopped."""
+    nc = await nats.connect(adapter.nats_url)
+    relay = Relay(adapter.store, nc, nc.jetstream(), stream)
     task = asyncio.create_task(relay.run())
     try:
         with anyio.fail_after(30):
@@ -58,6 +61,7 @@ async def drain_outbox(adapter: Adapter, js: JetStreamContext, stream: str) -> R
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await nc.close()
     return relay
 
 
@@ -129,7 +133,7 @@ async def test_events_already_in_the_stream_are_not_stored_again(
         for row in pending[:5]:  # stored by an earlier run whose acks were lost
             await js.publish(row.subject, row.payload, headers={"Nats-Msg-Id": row.event_id})
 
-        relay = await drain_outbox(bj, js, bus.settings.stream)
+        relay = await drain_outbox(bj, bus.settings.stream)
 
         stored = await stream_events(js, bus.settings.stream)
         assert [event["originseq"] for _, event, _ in stored] == list(range(1, 21))
@@ -152,7 +156,7 @@ async def test_a_stream_without_atomic_batches_gets_every_event_one_at_a_time(
     try:
         for _ in range(30):
             await bj.client.open("lead.submitted", to=T, data=PAYLOADS["lead.submitted"])
-        relay = await drain_outbox(bj, js, bus.settings.stream)
+        relay = await drain_outbox(bj, bus.settings.stream)
         stored = await stream_events(js, bus.settings.stream)
         assert [event["originseq"] for _, event, _ in stored] == list(range(1, 31))
         assert relay.atomic is False and relay.atomic_batches == 0

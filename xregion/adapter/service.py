@@ -221,7 +221,7 @@ class Adapter:
         for drift in self.topology.drift:
             log.warning("stream settings differ from xregion defaults; left unchanged", region=self.region, drift=drift)
         self.client._js = js
-        self.relay = Relay(self.store, js, self.settings.stream, on_published=self._published)
+        self.relay = Relay(self.store, self.broker.connection, js, self.settings.stream, on_published=self._published)
         OUTBOX_DEPTH.labels(region=self.region).set(await self.store.outbox_depth())
         self.alerts = SecurityAlerts(
             js,

@@ -113,7 +113,7 @@ class Coordinator:
         self.nc = await connect(self.nats_url, "xregion-coordinator", self.identity)
         self.js = self.nc.jetstream()
         self._sub = await self.js.pull_subscribe_bind(durable=COORDINATOR_CONSUMER, stream=self.settings.stream)
-        self.relay = Relay(self.store, self.js, self.settings.stream)
+        self.relay = Relay(self.store, self.nc, self.js, self.settings.stream)
 
     async def start(self) -> None:
         """Connect, then consume, relay and escalate in the background."""

@@ -94,6 +94,7 @@ class Relay:
     def __init__(
         self,
         store: Store,
+        nc: NATS,
         js: JetStreamContext,
         stream: str,
         *,
@@ -104,7 +105,9 @@ class Relay:
     ) -> None:
         self.store = store
         self.js = js
-        self.nc: NATS = js._nc  # the JetStream context's connection, for batch headers
+        self.nc = nc
+        """``js``'s connection: atomic batches are plain publishes with batch headers (nats-py has
+        no call for them)."""
         self.stream = stream
         self.batch = batch
         self.atomic = atomic

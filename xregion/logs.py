@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -74,15 +74,36 @@ def configure_logging(
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
+    # The console renderer prints exceptions itself; JSON wants them as a string field.
+    exceptions: list[Any] = [structlog.processors.format_exc_info] if fmt == "json" else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             Redactor(redacted_keys() if sensitive is None else sensitive),
+            *exceptions,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+
+
+class StructlogBridge:
+    """A logger for FastStream (its ``LoggerProto``) that writes through structlog, so that
+    FastStream's own lines (application start and stop, broker connection) come out in the
+    format of ours (JSON under ``--log-format json``) and through the same redaction."""
+
+    RESERVED = frozenset({"event", "level", "log_level", "timestamp", "exc_info", "logger"})
+
+    def __init__(self, name: str = "faststream") -> None:
+        self.name = name
+        self._log = structlog.get_logger(name)
+
+    def log(self, level: int, msg: Any, /, *, exc_info: Any = None, extra: Mapping[str, Any] | None = None) -> None:
+        fields = {k: v for k, v in (extra or {}).items() if isinstance(k, str) and k not in self.RESERVED}
+        if exc_info:
+            fields["exc_info"] = exc_info
+        self._log.log(level, str(msg), logger=self.name, **fields)

@@ -35,6 +35,7 @@ from xregion.config import BusConfig, load_config
 from xregion.contracts.catalog import CATALOG, Catalog
 from xregion.errors import ConfigError, XRegionError
 from xregion.keys import ROSTER_FILE, load_retired_signers, load_signer, private_key_path
+from xregion.logs import StructlogBridge
 from xregion.runtime.alerts import SecurityAlerts
 from xregion.runtime.connection import ClientIdentity, ConnectGate, connection_options
 from xregion.runtime.consumer import Consumer, Delivery, Handler
@@ -104,7 +105,7 @@ class Adapter:
         self.identity = ClientIdentity.from_settings(self.settings, self.region)
         self._connected = ConnectGate()
         options = connection_options(f"xregion-adapter-{region}", self.identity, gate=self._connected, url=nats_url)
-        self.broker = NatsBroker(nats_url.split(","), **broker_options(options))
+        self.broker = NatsBroker(nats_url.split(","), logger=StructlogBridge(), **broker_options(options))
         declare_channels(self.broker, catalog, self.settings)
         self.store = Store(store_path)
         self.relay: Relay | None = None
@@ -357,7 +358,9 @@ class Adapter:
         async def on_shutdown() -> None:
             await self.stop()
 
-        return FastStream(self.broker, after_startup=[after_startup], on_shutdown=[on_shutdown])
+        return FastStream(
+            self.broker, logger=StructlogBridge(), after_startup=[after_startup], on_shutdown=[on_shutdown]
+        )
 
 
 __all__ = ["Adapter", "broker_options", "connection_options"]

@@ -235,9 +235,27 @@ async def backup_streams(nc: Any, streams: tuple[str, ...], out: Path) -> list[S
 
 
 async def restore_streams(nc: Any, directory: Path) -> list[dict[str, Any]]:
-    """Restore every stream backed up in ``directory`` (:func:`backups_in`), each checked
-    before any is restored: one damaged backup and none is."""
+    """Restore every stream backed up in ``directory`` (:func:`backups_in`). All are checked
+    first — every backup whole, no stream of theirs on the server — so that a damaged backup
+    or an existing stream means nothing is restored, never a part."""
     places = backups_in(directory)
-    for place in places:
-        StreamBackup.read(place)
+    streams = [StreamBackup.read(place).stream for place in places]
+    existing = [stream for stream in streams if await _exists(nc, stream)]
+    if existing:
+        raise BackupError(
+            f"{', '.join(existing)} already {'exists' if len(existing) == 1 else 'exist'} on the server; "
+            "nothing was restored (restore into a "
+            "server without them, or delete the damaged streams first)",
+            streams=existing,
+        )
     return [await restore_stream(nc, place) for place in places]
+
+
+async def _exists(nc: Any, stream: str) -> bool:
+    try:
+        await _request(nc, f"{API}.INFO.{stream}", b"", "restore", stream, REPLY_TIMEOUT_S)
+    except BackupError as exc:
+        if (exc.details.get("server_error") or {}).get("code") == 404:
+            return False
+        raise
+    return True

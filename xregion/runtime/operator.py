@@ -10,6 +10,8 @@ it starts; ``xregion ops apply-topology`` does it against an external server.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,16 @@ from xregion.runtime.backup import StreamBackup, backup_streams, restore_streams
 from xregion.runtime.connection import ClientIdentity, connect
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.topology import TopologyReport, ensure_topology
+
+
+@asynccontextmanager
+async def operator_connection(url: str, identity: ClientIdentity | None = None) -> AsyncIterator[Any]:
+    """A connection as the operator (``ADMIN``), closed afterwards."""
+    nc = await connect(url, "xregion-operator", identity or ClientIdentity(party=OPERATOR))
+    try:
+        yield nc
+    finally:
+        await nc.close()
 
 
 async def apply_topology(
@@ -30,28 +42,19 @@ async def apply_topology(
 ) -> TopologyReport:
     """Connect as the operator and declare everything that is missing (idempotent)."""
     settings = settings or RuntimeSettings()
-    nc = await connect(url, "xregion-operator", identity or ClientIdentity(party=OPERATOR))
-    try:
+    async with operator_connection(url, identity) as nc:
         return await ensure_topology(nc.jetstream(), settings, regions, versions=versions, coordinator=True)
-    finally:
-        await nc.close()
 
 
 async def backup(
     url: str, out: Path, streams: tuple[str, ...], *, identity: ClientIdentity | None = None
 ) -> list[StreamBackup]:
     """Connect as the operator and back ``streams`` up into ``out/<stream>``."""
-    nc = await connect(url, "xregion-operator", identity or ClientIdentity(party=OPERATOR))
-    try:
+    async with operator_connection(url, identity) as nc:
         return await backup_streams(nc, streams, out)
-    finally:
-        await nc.close()
 
 
 async def restore(url: str, directory: Path, *, identity: ClientIdentity | None = None) -> list[dict[str, Any]]:
     """Connect as the operator and restore every stream backed up in ``directory``."""
-    nc = await connect(url, "xregion-operator", identity or ClientIdentity(party=OPERATOR))
-    try:
+    async with operator_connection(url, identity) as nc:
         return await restore_streams(nc, directory)
-    finally:
-        await nc.close()

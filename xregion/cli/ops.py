@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from xregion.runtime.settings import RuntimeSettings
 
 console = Console(width=None if Console().is_terminal else 120)
-app = typer.Typer(help="NATS identities, TLS certificates and the topology (operators).", no_args_is_help=True)
+app = typer.Typer(
+    help="NATS identities, TLS certificates, the topology, stream backups (operators).", no_args_is_help=True
+)
 
 OutDir = Annotated[Path, typer.Option("--out", help="Directory of the security material.")]
 

@@ -155,7 +155,7 @@ def backup(
     nkey_seed: NkeySeed = None,
 ) -> None:
     """Back the bus's streams up online (JetStream snapshots, with their durable consumers)
-    as the operator (ADMIN); each with its size and SHA-256 in ``backup.json``."""
+    as the operator (ADMIN); each with its size and SHA-256 in backup.json."""
     from xregion.runtime import operator
     from xregion.runtime.backup import bus_streams
 

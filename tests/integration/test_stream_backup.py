@@ -202,11 +202,12 @@ async def xregion(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_a_backup_taken_under_traffic_restores_a_consistent_prefix(
-    bus: Bus, nc: Client, tmp_path: Path, roster: KeyRoster
+    bus: Bus, nc: Client, tmp_path: Path, roster: KeyRoster, logs: list[dict[str, Any]]
 ) -> None:
     """Online means online: BJ keeps submitting (and TJ answering) through the snapshot; the
     restored stream is exactly the stream's first ``backup.messages`` messages, and every
-    origin's chain in it verifies."""
+    origin's chain in it verifies. What the stream acknowledged after the snapshot is lost
+    from it, and each region's adapter says so when it starts, naming its own."""
     js = nc.jetstream()
     bj, _ = await bus.start("BJ", "TJ")
     stream = bus.settings.stream
@@ -227,6 +228,7 @@ async def test_a_backup_taken_under_traffic_restores_a_consistent_prefix(
         after_backup = (await js.stream_info(stream)).state.last_seq
         await eventually(lambda: _grown(js, stream, after_backup + 20), 20.0, "traffic after the snapshot")
         stop.set()
+    await settle(bus, js)
     await bus.stop()
 
     everything = await messages(js, stream)
@@ -238,6 +240,31 @@ async def test_a_backup_taken_under_traffic_restores_a_consistent_prefix(
     result = await audit(js, stream, roster)
     assert result.events == backup.messages
     assert result.anomalies == []
+
+    lost_after_backup = everything[backup.messages :]
+    sent_by = {region: [seq for seq, subject, _, _ in lost_after_backup if subject.split(".")[4] == region]
+               for region in ("BJ", "TJ")}  # fmt: skip
+    assert sent_by["BJ"] and sent_by["TJ"]
+    await bus.start("BJ", "TJ")
+    for region in ("BJ", "TJ"):
+        lost = bus.adapters[region].lost
+        assert (lost.count, lost.last_stream_seq) == (len(sent_by[region]), max(sent_by[region])), region
+        [line] = [e for e in logs if e["event"].startswith("the stream lacks events") and e["region"] == region]
+        assert line["log_level"] == "error" and line["missing"] == len(sent_by[region])
+        assert line["stream_last_seq"] == backup.last_seq
+
+
+async def settle(bus: Bus, js: JetStreamContext) -> None:
+    """Until TJ has handled every lead and both relays have every acknowledgement recorded."""
+    bj, tj = bus.adapters["BJ"], bus.adapters["TJ"]
+    await bj.wait_published(timeout=20.0)
+
+    async def caught_up() -> bool | None:
+        info = await js.consumer_info(bus.settings.stream, consumer_name("TJ"))
+        return True if info.num_pending == 0 and info.num_ack_pending == 0 else None
+
+    await eventually(caught_up, 20.0, "TJ to handle every lead")
+    await tj.wait_published(timeout=20.0)
 
 
 async def _grown(js: JetStreamContext, stream: str, last_seq: int) -> bool | None:

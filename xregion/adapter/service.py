@@ -19,6 +19,7 @@ import structlog
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from faststream.nats.security import NatsNKey, NatsSecurity
+from nats.js import JetStreamContext
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -44,7 +45,7 @@ from xregion.runtime.metrics import OUTBOX_DEPTH
 from xregion.runtime.outbox import Outbox
 from xregion.runtime.relay import Relay
 from xregion.runtime.settings import RuntimeSettings
-from xregion.runtime.store import Store
+from xregion.runtime.store import LostPublications, Store
 from xregion.runtime.topology import TopologyReport, ensure_topology
 from xregion.sealing import FieldSealing
 from xregion.signing import KeyRoster, Signer
@@ -134,6 +135,8 @@ class Adapter:
             object_store=self.settings.object_store,
         )
         self.topology: TopologyReport | None = None
+        self.lost = LostPublications()
+        """What the stream lacked of this region's acknowledged events when the adapter started."""
         self._tasks: list[asyncio.Task[None]] = []
         self._checkpointed: dict[str, ChainHead] | None = None
 
@@ -221,6 +224,7 @@ class Adapter:
         )
         for drift in self.topology.drift:
             log.warning("stream settings differ from xregion defaults; left unchanged", region=self.region, drift=drift)
+        await self._check_stream_holds_outbox(js)
         self.client._js = js
         self.relay = Relay(self.store, self.broker.connection, js, self.settings.stream, on_published=self._published)
         OUTBOX_DEPTH.labels(region=self.region).set(await self.store.outbox_depth())
@@ -346,6 +350,28 @@ class Adapter:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"{self.region}: outbox not drained within {timeout}s")
             await asyncio.sleep(0.02)
+
+    async def _check_stream_holds_outbox(self, js: JetStreamContext) -> None:
+        """Say loudly when the stream ends before events it acknowledged to this region's relay:
+        it was restored from an older backup and lost them (they remain in the outbox; the
+        runbook says what to do). Nothing else would notice until an addressee saw a gap."""
+        try:
+            info = await js.stream_info(self.settings.stream)
+        except Exception as exc:  # the topology check just passed; a flap is not worth failing for
+            log.warning("stream not readable for the restore check", region=self.region, error=type(exc).__name__)
+            return
+        self.lost = await self.store.published_beyond(info.state.last_seq)
+        if self.lost.count:
+            log.error(
+                "the stream lacks events this region published: restored from an older backup?",
+                region=self.region,
+                stream=self.settings.stream,
+                stream_last_seq=info.state.last_seq,
+                missing=self.lost.count,
+                first_originseq=self.lost.first_seq,
+                last_originseq=self.lost.last_seq,
+                last_stream_seq=self.lost.last_stream_seq,
+            )
 
     def app(self) -> FastStream:
         """The FastStream application running this adapter (``xregion adapter run``)."""

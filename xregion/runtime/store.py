@@ -133,6 +133,19 @@ class OutboxRow:
 
 
 @dataclass(frozen=True)
+class LostPublications:
+    """This outbox's events that JetStream acknowledged at stream sequences beyond where the
+    stream now ends (it was restored from an older backup): no longer in the stream."""
+
+    count: int = 0
+    first_seq: int | None = None
+    """Origin sequence of the first of them."""
+    last_seq: int | None = None
+    last_stream_seq: int | None = None
+    """The highest stream sequence they had."""
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     event_id: str
     event_type: str
@@ -270,6 +283,15 @@ class Store:
         return await self.read(
             lambda db: db.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()[0]
         )
+
+    async def published_beyond(self, stream_seq: int) -> LostPublications:
+        """The events acknowledged at stream sequences above ``stream_seq`` (the stream's last)."""
+        row = await self.read(
+            lambda db: db.execute(
+                "SELECT count(*), min(seq), max(seq), max(stream_seq) FROM outbox WHERE stream_seq > ?", (stream_seq,)
+            ).fetchone()
+        )
+        return LostPublications(*row)
 
     async def mark_published(self, acks: list[tuple[int, int]]) -> None:
         """``acks``: (outbox seq, JetStream stream sequence) pairs."""

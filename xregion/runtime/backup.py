@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from xregion.errors import BackupError
+from xregion.permissions import BusNames
 from xregion.runtime.settings import RuntimeSettings
 
 DATA_FILE = "stream.tar.s2"
@@ -200,7 +201,11 @@ async def restore_stream(nc: Any, directory: Path) -> dict[str, Any]:
     exist on the server); the server's information on the restored stream.
 
     The backup is checked whole first (:meth:`StreamBackup.read`)."""
-    backup = StreamBackup.read(directory)
+    return await _send(nc, directory, StreamBackup.read(directory))
+
+
+async def _send(nc: Any, directory: Path, backup: StreamBackup) -> dict[str, Any]:
+    """Restore ``backup`` (already checked) from ``directory``."""
     stream = backup.stream
     request = {"config": backup.config, "state": backup.state}
     payload = json.dumps(request).encode()
@@ -216,7 +221,8 @@ async def restore_stream(nc: Any, directory: Path) -> dict[str, Any]:
 
 def bus_streams(settings: RuntimeSettings) -> tuple[str, ...]:
     """The streams a backup of the bus holds: events, dead letters, evidence attachments."""
-    return (settings.stream, settings.dead_letter_stream, f"OBJ_{settings.object_store}")
+    names = BusNames(settings.stream, settings.dead_letter_stream, settings.object_store)
+    return (names.stream, names.dead_letter_stream, names.object_stream)
 
 
 def backups_in(directory: Path) -> list[Path]:
@@ -238,9 +244,8 @@ async def restore_streams(nc: Any, directory: Path) -> list[dict[str, Any]]:
     """Restore every stream backed up in ``directory`` (:func:`backups_in`). All are checked
     first — every backup whole, no stream of theirs on the server — so that a damaged backup
     or an existing stream means nothing is restored, never a part."""
-    places = backups_in(directory)
-    streams = [StreamBackup.read(place).stream for place in places]
-    existing = [stream for stream in streams if await _exists(nc, stream)]
+    checked = [(place, StreamBackup.read(place)) for place in backups_in(directory)]
+    existing = [backup.stream for _, backup in checked if await _exists(nc, backup.stream)]
     if existing:
         raise BackupError(
             f"{', '.join(existing)} already {'exists' if len(existing) == 1 else 'exist'} on the server; "
@@ -248,7 +253,7 @@ async def restore_streams(nc: Any, directory: Path) -> list[dict[str, Any]]:
             "server without them, or delete the damaged streams first)",
             streams=existing,
         )
-    return [await restore_stream(nc, place) for place in places]
+    return [await _send(nc, place, backup) for place, backup in checked]
 
 
 async def _exists(nc: Any, stream: str) -> bool:

@@ -169,6 +169,8 @@ def coordinator_permissions(names: BusNames = DEFAULT_NAMES) -> Permissions:
         # Read-only metadata of every durable: the consumer lag of each region on /metrics.
         f"{JS_API}.CONSUMER.INFO.{names.stream}.>",
         f"{JS_API}.STREAM.MSG.GET.{names.dead_letter_stream}",
+        *_direct_reader(names.stream),
+        *_direct_reader(names.dead_letter_stream),
         *_evidence_reader(names),
     ]
     subscribe = [f"{ROOT}.>", f"{inbox_prefix(COORDINATOR)}.>"]

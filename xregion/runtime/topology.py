@@ -70,6 +70,7 @@ def event_stream_config(settings: RuntimeSettings, versions: tuple[str, ...] = (
         deny_purge=True,
         allow_rollup_hdrs=False,
         allow_atomic=True,  # the relay's atomic batches (xregion.runtime.relay)
+        allow_direct=True,  # readers that own their position read by sequence (DIRECT.GET)
     )
 
 
@@ -86,6 +87,7 @@ def dead_letter_stream_config(settings: RuntimeSettings) -> api.StreamConfig:
         duplicate_window=settings.duplicate_window_s,
         deny_delete=True,
         deny_purge=False,
+        allow_direct=True,
     )
 
 
@@ -223,6 +225,16 @@ async def ensure_stream(
             report.updated.append(f"stream {wanted.name}: allow_atomic")
         else:
             report.drift.append(f"{what} does not allow atomic batches: relays publish one event at a time")
+    if wanted.allow_direct and not info.config.allow_direct:
+        # Reading by sequence (DIRECT.GET) removes nothing and changes no retention: applied.
+        # Without it readers that own their position cannot read.
+        if declare:
+            config = info.config
+            config.allow_direct = True
+            await _declare(what, js.update_stream(config))
+            report.updated.append(f"stream {wanted.name}: allow_direct")
+        else:
+            report.drift.append(f"{what} does not allow direct gets: projections cannot read it")
     diffs = _differences(wanted, info.config, _STREAM_KEYS)
     if not diffs:
         return

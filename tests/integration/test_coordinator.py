@@ -15,12 +15,13 @@ from rich.console import Console
 from tests.bus import Bus, eventually
 from xregion.coordinator.calendar import WorkingCalendar
 from xregion.coordinator.projection import Projection
-from xregion.coordinator.service import Coordinator, read_stream
+from xregion.coordinator.service import Coordinator
 from xregion.demo import run_demo
 from xregion.examples import PAYLOADS
 from xregion.keys import ROSTER_FILE, write_private_key
 from xregion.runtime.server import EmbeddedServer
 from xregion.runtime.settings import RuntimeSettings
+from xregion.runtime.stream_reader import StreamReader
 from xregion.runtime.topology import ensure_topology
 
 pytestmark = pytest.mark.anyio
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.anyio
 async def declare_coordinator(url: str, settings: RuntimeSettings) -> None:
     nc = await nats.connect(url)
     try:
-        await ensure_topology(nc.jetstream(), settings, coordinator=True)
+        await ensure_topology(nc.jetstream(), settings)  # the streams: the coordinator needs no consumer
     finally:
         await nc.close()
 
@@ -37,7 +38,8 @@ async def declare_coordinator(url: str, settings: RuntimeSettings) -> None:
 async def stream_messages(url: str, settings: RuntimeSettings) -> list[tuple[bytes, int, object]]:
     nc = await nats.connect(url)
     try:
-        return list(await read_stream(nc.jetstream(), settings.stream))  # type: ignore[arg-type]
+        async with StreamReader(nc, settings.stream, batch=50) as reader:
+            return [(m.data, m.seq, m.stored_at) async for m in reader.read(1)]
     finally:
         await nc.close()
 

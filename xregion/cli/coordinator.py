@@ -32,8 +32,8 @@ def run(
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
 ) -> None:
-    """Consume the ``coordinator`` durable with the COORD identity, keep the projection in
-    STORE, and publish reminders and overdue escalations until interrupted."""
+    """Read the event stream by sequence with the COORD identity from STORE's own position,
+    keep the projection in STORE, and publish reminders and overdue escalations until interrupted."""
     from xregion.coordinator.calendar import calendar_named
     from xregion.coordinator.service import Coordinator
     from xregion.runtime.settings import RuntimeSettings
@@ -68,33 +68,51 @@ def run(
 def rebuild(
     store: StorePath = Path(".xregion/coordinator.db"),
     nats_url: NatsUrl = None,
+    keys_dir: Annotated[
+        Path | None, typer.Option("--keys-dir", help="Check signatures against KEYS/roster.json, as the coordinator.")
+    ] = None,
     calendar: Calendar = "working",
     tls_ca: TlsCa = None,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
 ) -> None:
-    """Empty STORE and fold the whole event stream again (an identity that may create an
-    ephemeral consumer: ADMIN or AUDIT, or a development server). Signatures are not
-    re-checked here; the running coordinator checks them."""
+    """Empty STORE and fold the whole event stream again from sequence 1, reading by
+    sequence with the COORD identity (direct gets, no consumer). With --keys-dir signatures
+    are checked against the roster as the running coordinator checks them, so the tables
+    equal the live projection's. Stop the coordinator that uses STORE first."""
+    import logging
+
     from xregion.coordinator.calendar import calendar_named
+    from xregion.coordinator.feed import ProjectionFeed, roster_verifier
     from xregion.coordinator.projection import Projection
-    from xregion.coordinator.service import read_stream
+    from xregion.errors import XRegionError
+    from xregion.logs import configure_logging
+    from xregion.regions import COORDINATOR
     from xregion.runtime.connection import ClientIdentity, connect
     from xregion.runtime.settings import RuntimeSettings
+    from xregion.runtime.stream_reader import StreamReader
 
     if nats_url is None:
         raise typer.BadParameter("--nats-url (or XREGION_NATS_URL) is required", param_hint="--nats-url")
     settings = RuntimeSettings(**client_settings(tls_ca, tls_cert, tls_key, nkey_seed))
+    configure_logging(settings.log_format, level=logging.WARNING)
+    verify = roster_verifier(keys_dir, settings.revocation_grace_s) if keys_dir is not None else None
 
     async def main() -> int:
-        nc = await connect(nats_url, "xregion-coordinator-rebuild", ClientIdentity.from_settings(settings))
+        nc = await connect(nats_url, "xregion-coordinator-rebuild", ClientIdentity.from_settings(settings, COORDINATOR))
         try:
-            messages = await read_stream(nc.jetstream(), settings.stream)
+            with Projection(store, calendar=calendar_named(calendar), verify=verify) as projection:
+                projection.reset()
+                async with StreamReader(nc, settings.stream) as reader:
+                    await ProjectionFeed(projection, reader).catch_up(timeout=3600.0)
+                return projection.last_seq()
         finally:
             await nc.close()
-        with Projection(store, calendar=calendar_named(calendar)) as projection:
-            return projection.rebuild(messages)
 
-    count = asyncio.run(main())
-    console.print(f"projection {store} rebuilt from {count} stream messages")
+    try:
+        last = asyncio.run(main())
+    except XRegionError as exc:
+        console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"projection {store} rebuilt from the stream up to sequence {last}")

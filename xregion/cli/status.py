@@ -1,7 +1,13 @@
 """``xregion status [REFERRAL_ID]``: the coordinator's projection as tables or JSON.
 
 ``--json`` prints ``{"summary": Summary.to_json(), "referrals": [ReferralView.to_json(), ...]}``
-or, for one referral, its ``ReferralView.to_json()`` with ``timeline`` (keys in README).
+or, for one referral, its ``ReferralView.to_json()`` with ``timeline`` (keys in README), and
+nothing else on stdout (logs go to stderr).
+
+With ``--nats-url`` the store first catches up with the stream from its own position (its
+last folded sequence; a new store starts at 1): any number of stores can be kept this way
+next to the running coordinator's, each taking nothing from the others. Without it the store
+must exist. Exit codes: 0; 1 ``referral_not_found``; 2 ``store_missing`` or bad usage.
 """
 
 from __future__ import annotations
@@ -118,21 +124,25 @@ def status(
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
 ) -> None:
-    """Referrals by state, region pair and overdue, from the coordinator's projection."""
+    """Referrals by state, region pair and overdue, from the coordinator's projection
+    (with --nats-url: after catching STORE up with the stream, from STORE's own position)."""
     from xregion.coordinator.projection import Projection
 
     if nats_url is not None:
         if keys_dir is None:
-            raise typer.BadParameter("--nats-url needs --keys-dir (COORD's key and the roster)")
+            raise typer.BadParameter("--nats-url needs --keys-dir (the key roster)")
         _catch_up(nats_url, keys_dir, store, client_settings(tls_ca, tls_cert, tls_key, nkey_seed))
+    elif not store.is_file():
+        _error("store_missing", f"no projection at {store} (give --store, or --nats-url to build one)")
+        raise typer.Exit(2)
     day = date.fromisoformat(at) if at else None
     filters: dict[str, Any] = {"region": region, "family": family, "state": state, "overdue": overdue, "at": day}
     with Projection(store) as projection:
+        if referral_id is not None and projection.referral(referral_id, at=day) is None:
+            _error("referral_not_found", f"no referral {referral_id} in {store}")
+            raise typer.Exit(1)
         if as_json:
             doc = status_document(projection, referral_id, **filters)
-            if doc is None:
-                console.print(f"[red]no referral {referral_id}[/red]")
-                raise typer.Exit(1)
             typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
             return
 
@@ -154,18 +164,40 @@ def status(
                 return
 
 
+def _error(code: str, message: str) -> None:
+    """One error line on stderr: ``error <code>: <message>`` (stdout stays the result)."""
+    Console(stderr=True).print(f"[red]error[/red] [bold]{code}[/bold]: {message}", highlight=False)
+
+
 def _catch_up(nats_url: str, keys_dir: Path, store: Path, settings_given: dict[str, Any]) -> None:
-    from xregion.coordinator.service import Coordinator
+    """Fold into ``store`` what the stream holds after the store's own position (as COORD:
+    direct gets only, no consumer)."""
+    import logging
+
+    from xregion.coordinator.feed import ProjectionFeed, roster_verifier
+    from xregion.coordinator.projection import Projection
+    from xregion.errors import XRegionError
+    from xregion.logs import configure_logging
+    from xregion.regions import COORDINATOR
+    from xregion.runtime.connection import ClientIdentity, connect
     from xregion.runtime.settings import RuntimeSettings
+    from xregion.runtime.stream_reader import StreamReader
 
-    async def main() -> None:
-        coordinator = Coordinator(
-            nats_url=nats_url, keys_dir=keys_dir, store_path=store, settings=RuntimeSettings(**settings_given)
-        )
-        await coordinator.connect()
+    settings = RuntimeSettings(**settings_given)
+    configure_logging(settings.log_format, level=logging.WARNING)  # stderr: stdout is the result
+
+    async def main() -> int:
+        verify = roster_verifier(keys_dir, settings.revocation_grace_s)
+        nc = await connect(nats_url, "xregion-status", ClientIdentity.from_settings(settings, COORDINATOR))
         try:
-            await coordinator.catch_up()
+            with Projection(store, verify=verify) as projection:
+                async with StreamReader(nc, settings.stream) as reader:
+                    return await ProjectionFeed(projection, reader).catch_up(timeout=300.0)
         finally:
-            await coordinator.stop()
+            await nc.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except XRegionError as exc:
+        _error(exc.code, exc.message)
+        raise typer.Exit(1) from None

@@ -1,10 +1,14 @@
 """The running coordinator: project every event, escalate deadlines, publish as ``COORD``.
 
-It pulls the ``coordinator`` durable consumer (declared by the operator, ``ADMIN``) with
-nats-py in batches, folds each batch into the :class:`~xregion.coordinator.projection.Projection`
-in one transaction (with the last stream sequence), then acknowledges it. It verifies
-signatures (key roster) and origin chains like an adapter but never refuses: anomalies
-are recorded in the projection, nothing is dead-lettered. Periodically it runs the
+It reads the event stream by sequence from its own position — the last stream sequence its
+:class:`~xregion.coordinator.projection.Projection` folded, kept in the projection's store —
+with batched direct gets (:class:`~xregion.runtime.stream_reader.StreamReader`): no
+consumer, nothing shared with another reader. Each batch is folded in one transaction
+together with the new position, so a crash anywhere neither skips nor folds twice, and any
+number of projections (the dashboard's, ``xregion status --store other.db``, a rebuild)
+read the same stream side by side. It verifies signatures (key roster) and origin chains
+like an adapter but never refuses: anomalies are recorded in the projection, nothing is
+dead-lettered. Periodically it runs the
 :class:`~xregion.coordinator.escalation.Escalator`, whose notices leave through the
 coordinator's own outbox and relay (``<store>.outbox.db``: the ``COORD`` chain), signed
 with the ``COORD`` key from the keys directory.
@@ -20,17 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from nats.errors import ConnectionClosedError
-from nats.errors import TimeoutError as NatsTimeoutError
 
 from xregion.config import BusConfig, load_config
 from xregion.contracts.catalog import CATALOG, Catalog
 from xregion.coordinator.calendar import DayCalendar, beijing_today
 from xregion.coordinator.escalation import Escalator, Thresholds
+from xregion.coordinator.feed import Lag, ProjectionFeed
 from xregion.coordinator.projection import Projection
 from xregion.envelope import Envelope
+from xregion.errors import XRegionError
 from xregion.keys import ROSTER_FILE, load_signer
-from xregion.permissions import COORDINATOR_CONSUMER
 from xregion.regions import COORDINATOR
 from xregion.runtime.connection import ClientIdentity, connect
 from xregion.runtime.keyfiles import LiveRoster
@@ -39,6 +42,7 @@ from xregion.runtime.outbox import Outbox
 from xregion.runtime.relay import Relay
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.store import Store
+from xregion.runtime.stream_reader import StoredMessage, StreamReader
 from xregion.sealing import FieldSealing
 
 log = structlog.get_logger("xregion.coordinator")
@@ -65,6 +69,7 @@ class Coordinator:
         today: Callable[[], date] = beijing_today,
         escalate_every_s: float = 60.0,  # <= 0: only explicit escalate() calls
         batch: int = 256,
+        poll_s: float = 0.25,
         catalog: Catalog = CATALOG,
     ) -> None:
         self.config = config or load_config()
@@ -74,6 +79,7 @@ class Coordinator:
         self.rosters = LiveRoster.load(keys_dir / ROSTER_FILE)
         self.signer = load_signer(keys_dir, COORDINATOR)
         self.batch = batch
+        self.poll_s = poll_s
         self.escalate_every_s = escalate_every_s
         self.projection = Projection(
             store_path, config=self.config, calendar=calendar, catalog=catalog, verify=self._verify, today=today
@@ -91,9 +97,9 @@ class Coordinator:
         self.relay: Relay | None = None
         self.nc: Any = None
         self.js: Any = None
-        self._sub: Any = None
+        self.reader: StreamReader | None = None
+        self.feed: ProjectionFeed | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._batch_lock = asyncio.Lock()
 
     def _verify(self, wire: dict[str, Any], envelope: Envelope, stored_at: datetime) -> None:
         grace = timedelta(seconds=self.settings.revocation_grace_s)
@@ -105,18 +111,19 @@ class Coordinator:
             self.relay.notify()
 
     async def connect(self) -> None:
-        """Connect (COORD identity), open the stores and bind the durable; no background work."""
+        """Connect (COORD identity), open the stores and the stream reader; no background work."""
         if self.nc is not None:
             return
         self.projection.open()
         await self.store.open()
         self.nc = await connect(self.nats_url, "xregion-coordinator", self.identity)
         self.js = self.nc.jetstream()
-        self._sub = await self.js.pull_subscribe_bind(durable=COORDINATOR_CONSUMER, stream=self.settings.stream)
+        self.reader = await StreamReader(self.nc, self.settings.stream, batch=self.batch).open()
+        self.feed = ProjectionFeed(self.projection, self.reader, on_folded=_count_events)
         self.relay = Relay(self.store, self.nc, self.js, self.settings.stream)
 
     async def start(self) -> None:
-        """Connect, then consume, relay and escalate in the background."""
+        """Connect, then fold, relay and escalate in the background."""
         await self.connect()
         assert self.relay is not None
         self._tasks = [
@@ -128,17 +135,19 @@ class Coordinator:
         log.info("coordinator started", store=str(self.projection.path), last_seq=self.projection.last_seq())
 
     async def stop(self) -> None:
-        async with self._batch_lock:  # let a fetched batch be folded and acked first
+        lock = self.feed.lock if self.feed is not None else asyncio.Lock()
+        async with lock:  # let a batch being folded be committed first
             for task in self._tasks:
                 task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self.reader is not None:
+            await self.reader.close()
+            self.reader = None
+        self.feed = None
         if self.nc is not None:
-            # Flush the acks, then close without draining: a drain waits for a pending pull
-            # request to expire for nothing (and times out); what was fetched but not acked
-            # is redelivered to the next start after ack_wait and applied idempotently.
             with contextlib.suppress(Exception):
                 await self.nc.flush(timeout=2)
             with contextlib.suppress(Exception):
@@ -147,57 +156,36 @@ class Coordinator:
         await self.store.close()
         self.projection.close()
 
-    # --- consuming ----------------------------------------------------------------------
+    # --- folding ------------------------------------------------------------------------
 
-    async def fetch_once(self, timeout: float = 1.0) -> int:
-        """Fetch one batch, fold it, acknowledge it; the number of messages (0 on timeout)."""
-        async with self._batch_lock:
-            try:
-                msgs = await self._sub.fetch(batch=self.batch, timeout=timeout)
-            except (TimeoutError, NatsTimeoutError):
-                return 0
-            msgs.sort(key=lambda m: m.metadata.sequence.stream)
-            if msgs[0].metadata.sequence.stream > self.projection.last_seq() + 1:
-                # An earlier message is still held by another fetch (a coordinator that died
-                # or stopped mid-fetch): it comes back after ack_wait. Folding these first
-                # would reorder the stream (and the projection skips what is below its mark).
-                info = await self.js.consumer_info(self.settings.stream, COORDINATOR_CONSUMER)
-                if info.num_ack_pending > len(msgs):
-                    for msg in msgs:
-                        with contextlib.suppress(Exception):
-                            await msg.nak(delay=1.0)
-                    return 0
-            batch = [(m.data or b"", m.metadata.sequence.stream, m.metadata.timestamp) for m in msgs]
-            self.projection.apply_many(batch)
-            for msg in msgs:
-                EVENTS.labels(subject=msg.subject).inc()
-            for msg in msgs:
-                with contextlib.suppress(Exception):
-                    await msg.ack()
-            return len(msgs)
+    async def fold_once(self) -> int:
+        """Read the batch after the projection's position and fold it; the number of
+        messages (0: the projection is at the end of the stream)."""
+        assert self.feed is not None, "connect() first"
+        return await self.feed.fold_once()
+
+    async def lag(self) -> Lag:
+        """The projection's position, the stream's last sequence and the difference."""
+        assert self.feed is not None, "connect() first"
+        return await self.feed.lag()
 
     async def catch_up(self, timeout: float = 30.0) -> int:
-        """Fold every message the consumer has pending now; the number folded."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        total = 0
-        while loop.time() < deadline:
-            info = await self.js.consumer_info(self.settings.stream, COORDINATOR_CONSUMER)
-            if not info.num_pending and not info.num_ack_pending:
-                return total
-            total += await self.fetch_once(timeout=1.0)
-        raise TimeoutError(f"coordinator did not catch up with the stream within {timeout}s")
+        """Fold every message the stream holds now; the number folded."""
+        assert self.feed is not None, "connect() first"
+        return await self.feed.catch_up(timeout)
 
     async def _consume(self) -> None:
         while True:
             try:
-                await self.fetch_once(timeout=5.0)
-            except ConnectionClosedError:
-                await asyncio.sleep(1.0)
+                await self.fold_once()
+                if self.feed is None or not self.feed.pending:
+                    await asyncio.sleep(self.poll_s)  # at the end of the stream: look again soon
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the server may be away: never busy-loop
-                log.warning("fetch failed", error=type(exc).__name__, detail=str(exc)[:200])
+                if self.nc is not None and self.nc.is_connected:
+                    code = exc.code if isinstance(exc, XRegionError) else type(exc).__name__
+                    log.warning("stream read failed", error=code, detail=str(exc)[:200])
                 await asyncio.sleep(1.0)
 
     async def escalate(self) -> list[str]:
@@ -228,27 +216,6 @@ class Coordinator:
             await asyncio.sleep(0.05)
 
 
-async def read_stream(js: Any, stream: str, batch: int = 512) -> list[tuple[bytes, int, datetime]]:
-    """Every message of ``stream`` as ``(data, stream sequence, stored at)``, in order.
-
-    Uses an ephemeral pull consumer: an identity that may create one (the operator or the
-    auditor, or an unsecured development server). The ``COORD`` identity cannot; its
-    rebuild is a fresh store on a re-created ``coordinator`` durable (README).
-    """
-    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-    info = await js.stream_info(stream)
-    last = int(info.state.last_seq or 0)
-    out: list[tuple[bytes, int, datetime]] = []
-    if last == 0:
-        return out
-    config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30.0)
-    sub = await js.pull_subscribe("", stream=stream, config=config)
-    try:
-        while not out or out[-1][1] < last:
-            msgs = await sub.fetch(batch=batch, timeout=5.0)
-            out.extend((m.data or b"", m.metadata.sequence.stream, m.metadata.timestamp) for m in msgs)
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-    return out
+def _count_events(messages: list[StoredMessage]) -> None:
+    for message in messages:
+        EVENTS.labels(subject=message.subject).inc()

@@ -10,23 +10,22 @@ import structlog
 from xregion.coordinator.service import Coordinator
 from xregion.dashboard.app import Dashboard, Readiness
 from xregion.dashboard.server import DashboardServer
-from xregion.permissions import COORDINATOR_CONSUMER
 from xregion.runtime.connection import connect
-from xregion.runtime.metrics import BusProbe
+from xregion.runtime.metrics import PROJECTION_LAG, BusProbe
 from xregion.runtime.topology import ensure_topology
 
 log = structlog.get_logger("xregion.dashboard")
 
 
-async def declare_coordinator_consumer(coordinator: Coordinator) -> None:
-    """On an open development server (no NKey identity) declare the streams and the
-    ``coordinator`` durable, as an adapter declares its own; a secured server's operator
-    has declared them (``xregion broker`` / ``xregion ops apply-topology``)."""
+async def declare_streams(coordinator: Coordinator) -> None:
+    """On an open development server (no identity) declare the streams, as an adapter does;
+    a secured server's operator has declared them (``xregion broker`` / ``xregion ops
+    apply-topology``). The coordinator needs no consumer: it reads by sequence."""
     if coordinator.identity.nkey_seed is not None:
         return
     nc = await connect(coordinator.nats_url, "xregion-dashboard-topology", coordinator.identity)
     try:
-        await ensure_topology(nc.jetstream(), coordinator.settings, (), coordinator=True)
+        await ensure_topology(nc.jetstream(), coordinator.settings, ())
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
@@ -36,7 +35,8 @@ class DashboardStack:
     """A started :class:`Coordinator` serving a :class:`Dashboard` over uvicorn.
 
     Ready (``/health/ready``) once connected to NATS and the projection has caught up with
-    the ``coordinator`` durable (nothing pending) at least once since start.
+    the stream (its position at the stream's last sequence) at least once since start; the
+    answer names the position (``last_seq``), the stream's ``stream_last_seq`` and ``lag``.
     """
 
     def __init__(self, coordinator: Coordinator, *, host: str = "127.0.0.1", port: int = 8080) -> None:
@@ -54,16 +54,23 @@ class DashboardStack:
         return self.server.url
 
     async def start(self) -> DashboardStack:
-        await declare_coordinator_consumer(self.coordinator)
+        await declare_streams(self.coordinator)
         await self.coordinator.start()
         regions = self.coordinator.config.regions
         self.probe = BusProbe(self.coordinator.js, self.coordinator.settings, regions.codes)
         self.dashboard = Dashboard(
-            self.coordinator.projection, regions, ready=self.ready, refresh_metrics=self.probe.refresh
+            self.coordinator.projection, regions, ready=self.ready, refresh_metrics=self.refresh_metrics
         )
         self.server = await DashboardServer(self.dashboard, host=self.host, port=self.port).start()
         log.info("dashboard serving", url=self.server.url)
         return self
+
+    async def refresh_metrics(self) -> None:
+        """Before a ``/metrics`` scrape: the regions' consumer lag, dead letters, the projection's lag."""
+        assert self.probe is not None
+        await self.probe.refresh()
+        with contextlib.suppress(Exception):
+            PROJECTION_LAG.set((await self.coordinator.lag()).lag)
 
     async def ready(self) -> Readiness:
         nc = self.coordinator.nc
@@ -71,14 +78,12 @@ class DashboardStack:
         checks: dict[str, object] = {"nats_connected": connected, "last_seq": self.coordinator.projection.last_seq()}
         if connected:
             try:
-                info = await self.coordinator.js.consumer_info(
-                    self.coordinator.settings.stream, COORDINATOR_CONSUMER, timeout=2.0
-                )
-                pending = int(info.num_pending or 0)
-                checks["pending"] = pending
-                self.caught_up = self.caught_up or pending == 0
+                lag = await self.coordinator.lag()
+                checks.update(lag.to_json())
+                PROJECTION_LAG.set(lag.lag)
+                self.caught_up = self.caught_up or lag.lag == 0
             except Exception as exc:
-                checks["consumer_info_error"] = type(exc).__name__
+                checks["stream_info_error"] = getattr(exc, "code", type(exc).__name__)
                 connected = False
         checks["caught_up"] = self.caught_up
         return Readiness(connected and self.caught_up, checks)
@@ -103,4 +108,4 @@ async def serve_dashboard(coordinator: Coordinator, *, host: str, port: int) -> 
             await stack.stop()
 
 
-__all__ = ["DashboardStack", "declare_coordinator_consumer", "serve_dashboard"]
+__all__ = ["DashboardStack", "declare_streams", "serve_dashboard"]

@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge, Histogram
 
-from xregion.permissions import COORDINATOR_CONSUMER, consumer_name
+from xregion.permissions import consumer_name
 from xregion.runtime.deadletter import parse_dead_letter
 from xregion.runtime.settings import RuntimeSettings
 from xregion.subjects import DLQ_ROOT
@@ -46,6 +46,10 @@ CONSUMER_LAG = Gauge(
     "Messages of the event stream not yet delivered to a durable consumer (num_pending)",
     ["consumer"],
 )
+PROJECTION_LAG = Gauge(
+    "xregion_projection_lag",
+    "Messages of the event stream after the coordinator's projection position (stream last seq - position)",
+)
 CONSUMER_ACK_PENDING = Gauge(
     "xregion_consumer_ack_pending",
     "Messages delivered to a durable consumer and not yet acknowledged (num_ack_pending)",
@@ -55,7 +59,8 @@ CONSUMER_ACK_PENDING = Gauge(
 
 class BusProbe:
     """Reads what the server knows into the coordinator's gauges: the lag of each region's
-    durable and the coordinator's own, and the dead letters (read incrementally, each once).
+    durable, and the dead letters (read incrementally, each once). The coordinator's own lag
+    is its projection's (``xregion_projection_lag``, :mod:`xregion.coordinator.feed`).
 
     A consumer this identity may not read (a coordinator's scoped NKey identity sees only its
     own durable) is skipped for ``denied_retry_s`` instead of waiting on it at every scrape.
@@ -73,7 +78,7 @@ class BusProbe:
     ) -> None:
         self.js = js
         self.settings = settings
-        self.consumers = (*(consumer_name(r) for r in regions), COORDINATOR_CONSUMER)
+        self.consumers = tuple(consumer_name(r) for r in regions)
         self.timeout_s = timeout_s
         self.batch = batch
         self.denied_retry_s = denied_retry_s
@@ -126,5 +131,6 @@ __all__ = [
     "EVENTS",
     "HANDLER_LATENCY",
     "OUTBOX_DEPTH",
+    "PROJECTION_LAG",
     "BusProbe",
 ]

@@ -9,16 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
 
 from tests.bus import Bus, eventually
 from tests.dashboard_stack import dashboard_stack, use_keys_dir
+from xregion.bench.common import bench_roster, synthetic_events
+from xregion.coordinator.feed import ProjectionFeed
+from xregion.coordinator.projection import Projection
 from xregion.examples import PAYLOADS
+from xregion.keys import ROSTER_FILE
+from xregion.runtime.server import EmbeddedServer
+from xregion.runtime.settings import RuntimeSettings
+from xregion.runtime.stream_reader import StreamReader
+from xregion.runtime.topology import ensure_topology
+from xregion.signing import Signer
 
 pytestmark = pytest.mark.anyio
 
@@ -112,3 +124,122 @@ async def test_status_into_another_store_takes_nothing_from_the_dashboard(bus: B
         doc = await status_json(bus, other)
         assert sorted(r["referral_id"] for r in doc["referrals"]) == sorted(rids)
         assert doc["summary"]["anomalies"] == 0 and doc["summary"]["last_seq"] == last
+
+
+def position(store: Path) -> int:
+    """The last stream sequence folded into ``store`` (read beside the process writing it)."""
+    if not store.exists():
+        return 0
+    with sqlite3.connect(store, timeout=5.0) as db:
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+        except sqlite3.OperationalError:  # the tables are not created yet
+            return 0
+    return 0 if row is None else int(row[0])
+
+
+@pytest.mark.slow
+async def test_status_killed_mid_catch_up_resumes_without_skip_or_double_fold(
+    nats_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    settings = RuntimeSettings()
+    signers = {p: Signer.generate(p) for p in ("BJ", "TJ")}
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    bench_roster(signers).save(keys / ROSTER_FILE)
+    nc = await nats.connect(nats_server.url)
+    try:
+        await ensure_topology(nc.jetstream(), settings)
+        js = nc.jetstream()
+        pending = []
+        for subject, body in synthetic_events(6000, signers):
+            pending.append(js.publish(subject, body, stream=settings.stream))
+            if len(pending) >= 256:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+        last = int((await js.stream_info(settings.stream)).state.last_seq)
+    finally:
+        await nc.close()
+
+    status = ["status", "--nats-url", nats_server.url, "--keys-dir", str(keys), "--json", "--store"]
+    store = tmp_path / "killed.db"
+    kills = []
+    for _ in range(3):  # SIGKILL at three different positions of one catch-up
+        before = position(store)
+        proc = await asyncio.create_subprocess_exec(
+            str(XREGION_BIN), *status, str(store), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+
+        async def moved(before: int = before) -> int | None:
+            now = position(store)
+            return now if now > before else None
+
+        await eventually(moved, 60.0, "the catch-up to fold a batch")
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        kills.append(position(store))
+    assert kills == sorted(kills) and kills[-1] < last, kills  # killed mid catch-up, each time further
+
+    code, out, err = await run_cli(*status, str(store), timeout=120.0)
+    assert code == 0, err
+    resumed = json.loads(out)
+    assert resumed["summary"]["last_seq"] == last and resumed["summary"]["anomalies"] == 0
+    assert resumed["summary"]["total"] == 6000 // 4
+
+    whole = tmp_path / "whole.db"
+    assert (await run_cli(*status, str(whole), timeout=120.0))[0] == 0
+    rebuilt = tmp_path / "rebuilt.db"
+    code, _, err = await run_cli(
+        "coordinator",
+        "rebuild",
+        "--nats-url",
+        nats_server.url,
+        "--store",
+        str(rebuilt),
+        "--keys-dir",
+        str(keys),
+        timeout=120.0,
+    )
+    assert code == 0, err
+    with Projection(store) as a, Projection(whole) as b, Projection(rebuilt) as c:
+        assert a.last_seq() == last
+        assert a.dump() == b.dump() == c.dump()
+        assert len(a.dump()["timeline"]) == last  # every message folded exactly once
+
+
+class Crash(Exception):
+    """Not an XRegionError: the fold stops, as a process dying inside the transaction."""
+
+
+async def test_a_crash_inside_the_fold_transaction_neither_skips_nor_folds_twice(bus: Bus, tmp_path: Path) -> None:
+    bj, _tj = await bus.start("BJ", "TJ")
+    rids = [
+        (await bj.client.open("lead.submitted", to="TJ", data=PAYLOADS["lead.submitted"])).envelope.subject
+        for _ in range(5)
+    ]
+    for rid in rids:
+        await bus.state("BJ", rid, "received")
+    crash_at = [7]
+
+    def verify(wire: dict[str, Any], envelope: Any, stored_at: Any) -> None:
+        if crash_at and wire["id"] == seen_ids[crash_at[0] - 1]:
+            raise Crash
+
+    nc = await bus.raw()
+    try:
+        async with StreamReader(nc, bus.settings.stream, batch=4) as reader:
+            seen_ids = [json.loads(m.data)["id"] async for m in reader.read(1)]
+            with Projection(tmp_path / "crashed.db", verify=verify) as crashed:
+                feed = ProjectionFeed(crashed, reader)
+                with pytest.raises(Crash):
+                    await feed.catch_up()
+                assert crashed.last_seq() == 4  # the batch 5..8 was rolled back whole
+                crash_at.clear()  # "restarted"
+                await ProjectionFeed(crashed, reader).catch_up()
+                with Projection(tmp_path / "whole.db") as whole:
+                    await ProjectionFeed(whole, reader).catch_up()
+                    assert crashed.dump() == whole.dump()
+                    assert crashed.last_seq() == len(seen_ids) == len(crashed.dump()["timeline"])
+    finally:
+        await nc.close()

@@ -11,6 +11,8 @@ lifecycle are checked by their own modules on the decoded event.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +23,9 @@ from xregion.contracts.common import Contract
 from xregion.envelope import Envelope
 from xregion.errors import (
     ContractError,
+    DuplicateMember,
     MalformedJson,
+    NotCanonical,
     OversizedMessage,
     SchemaInvalid,
     SubjectMismatch,
@@ -129,25 +133,137 @@ def claimed_event_id(raw: bytes) -> str | None:
     return claimed if isinstance(claimed, str) and EVENT_ID.fullmatch(claimed) else None
 
 
+MAX_DEPTH = 32
+"""Deepest nesting of arrays and objects accepted (events nest about 8 deep, sealed fields
+included). Checked on the bytes before anything recursive (the parser, the canonical form,
+pydantic) sees them."""
+
+MAX_VALUES = 10_000
+"""Most members and elements, all containers together, accepted in one event."""
+
+# A JSON string, or an unterminated one up to the end: possessive, so linear in the input.
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.|\\\Z)*+(?:"|\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_I_JSON_INT = 2**53 - 1
+
+
+class _Duplicate(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _Duplicate(name)
+            seen.add(name)
+    return obj
+
+
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON value")
 
 
-def parse_json(raw: bytes) -> Any:
-    """The JSON value of one event's wire bytes, strictly: within the size limit, UTF-8,
-    no ``NaN``/``Infinity``; :class:`OversizedMessage` or :class:`MalformedJson` otherwise."""
+def _int(text: str) -> int:
+    value = int(text)
+    if not -_I_JSON_INT <= value <= _I_JSON_INT:
+        raise ValueError(f"integer of {len(text)} characters is beyond +-(2**53 - 1) (I-JSON, RFC 7493)")
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is beyond the range of a double (I-JSON, RFC 7493)")
+    return value
+
+
+def check_shape(raw: bytes) -> None:
+    """Size, nesting depth and number of values of ``raw``, from its bytes alone (strings
+    skipped), before any recursive work: :class:`OversizedMessage` or :class:`MalformedJson`."""
     if len(raw) > MAX_EVENT_BYTES:
         raise OversizedMessage(
             f"event of {len(raw)} bytes exceeds {MAX_EVENT_BYTES}; send files as attachments",
             size=len(raw),
             limit=MAX_EVENT_BYTES,
         )
+    outside = _STRING.sub(b"", raw)
+    if outside.count(b",") >= MAX_VALUES:
+        raise MalformedJson(f"more than {MAX_VALUES} members and elements", limit=MAX_VALUES)
+    brackets = outside.translate(None, _NOT_BRACKETS)
+    if len(brackets) > 2 * MAX_VALUES:
+        raise MalformedJson(f"more than {MAX_VALUES} arrays and objects", limit=MAX_VALUES)
+    depth = 0
+    for byte in brackets:
+        if byte in b"[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise MalformedJson(f"nested deeper than {MAX_DEPTH} arrays and objects", limit=MAX_DEPTH)
+        else:
+            depth -= 1
+
+
+def parse_strict(raw: bytes) -> tuple[Any, bytes]:
+    """The JSON value of one event's wire bytes and its RFC 8785 canonical form, strictly.
+
+    The bytes must be I-JSON (RFC 7493), the profile RFC 8785 signs: UTF-8 (no BOM, not
+    UTF-16/32; no encoded surrogates), no duplicate member names (``duplicate_member``: two
+    parsers would read different objects under one signature), no lone surrogate escapes
+    (``"\\ud800"``), integers within +-(2**53 - 1), finite numbers, no ``NaN``/``Infinity``;
+    within :data:`MAX_EVENT_BYTES` (``oversized``), :data:`MAX_DEPTH` and :data:`MAX_VALUES`,
+    checked on the bytes first. Everything else is :class:`MalformedJson`.
+    """
+    check_shape(raw)
     try:
-        return json.loads(raw, parse_constant=_not_json)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        # ValueError: bad JSON, NaN/Infinity, integers beyond int_max_str_digits;
-        # RecursionError: nesting too deep for the parser.
-        raise MalformedJson(f"not UTF-8 JSON: {exc}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedJson(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        value = json.loads(
+            text, object_pairs_hook=_object, parse_constant=_not_json, parse_int=_int, parse_float=_float
+        )
+    except _Duplicate as exc:
+        raise DuplicateMember(
+            "an object names a member twice: readers disagree on which one counts", member=_safe(exc.name)[:64]
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        # ValueError: bad JSON, NaN/Infinity, numbers beyond I-JSON, integers beyond
+        # int_max_str_digits; RecursionError: cannot happen within MAX_DEPTH, kept as a net.
+        raise MalformedJson(f"not JSON: {_safe(str(exc))[:200]}") from None
+    try:
+        canonical_form = canonical(value)
+    except Exception as exc:  # a lone surrogate escape: no UTF-8 form, no RFC 8785 form
+        raise MalformedJson(f"not I-JSON (RFC 7493): {type(exc).__name__}, e.g. a lone surrogate escape") from None
+    return value, canonical_form
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON value of one event's wire bytes, strictly (see :func:`parse_strict`)."""
+    return parse_strict(raw)[0]
+
+
+def check_canonical(raw: bytes, canonical_form: bytes) -> None:
+    """What is signed is exactly what is stored: an event's wire bytes must be its RFC 8785
+    canonical form (as the adapters send it), else :class:`NotCanonical` — no whitespace,
+    no BOM or trailing newline, no ``\\u`` escapes of characters JCS writes as themselves,
+    members in JCS order, numbers in ECMAScript form (``1`` not ``1.0``, ``0`` not ``-0``)."""
+    if raw != canonical_form:
+        at = next((i for i, (a, b) in enumerate(zip(raw, canonical_form, strict=False)) if a != b), None)
+        where = at if at is not None else min(len(raw), len(canonical_form))
+        raise NotCanonical(
+            f"the event's bytes are not its RFC 8785 canonical form (first difference at byte {where}; "
+            f"{len(raw)} bytes sent, {len(canonical_form)} canonical)",
+            offset=where,
+        )
+
+
+def _safe(text: str) -> str:
+    """``text`` without lone surrogates (they cannot be written as UTF-8)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def decode(raw: bytes, *, catalog: Catalog = CATALOG, registry: RegionRegistry | None = None) -> DecodedEvent:

@@ -47,7 +47,24 @@ class OversizedMessage(ContractError):
 
 
 class MalformedJson(ContractError):
+    """Not I-JSON (RFC 7493) in UTF-8 within the limits: bad syntax, another encoding, a BOM,
+    NaN/Infinity, numbers beyond a double, a lone surrogate escape, nested too deep."""
+
     code = "malformed_json"
+
+
+class DuplicateMember(MalformedJson):
+    """An object names a member twice: two parsers read two different objects (first or
+    last wins) under one signature."""
+
+    code = "duplicate_member"
+
+
+class NotCanonical(ContractError):
+    """The bytes are a valid event but not its RFC 8785 canonical form: what is stored must
+    be exactly what is signed."""
+
+    code = "not_canonical"
 
 
 class SchemaInvalid(ContractError):
@@ -66,6 +83,12 @@ class UnsupportedVersion(ContractError):
 
 class SubjectError(ContractError):
     code = "bad_subject"
+
+
+class SubjectInvalid(SubjectError):
+    """The subject a message arrived on is not valid UTF-8 (the server stores any bytes)."""
+
+    code = "subject_invalid"
 
 
 class SubjectMismatch(ContractError):
@@ -103,6 +126,13 @@ class DuplicateReferral(LifecycleError):
 
 class Misaddressed(LifecycleError):
     code = "misaddressed"
+
+
+class RoleViolation(LifecycleError):
+    """The sender's role may not send this event (to this addressee): only the coordinator
+    escalates, and the coordinator only escalates."""
+
+    code = "role_violation"
 
 
 class HandlingRestricted(LifecycleError):
@@ -161,11 +191,37 @@ class ChainReplay(ChainError):
     code = "chain_replay"
 
 
+class OwnEventUnknown(VerificationError):
+    """An event names the receiving region as its sender, its signature verifies with that
+    region's key, but the region did not publish it (not in its outbox with these bytes, or
+    not a broadcast on its own subject): a stolen key, or a forged echo."""
+
+    code = "own_event_unknown"
+
+
 class UnsealFailed(VerificationError):
     """A sealed (encrypted) field of an event cannot be opened by its recipient: no box for
     the recipient's key, or a box that does not decrypt."""
 
     code = "unseal_failed"
+
+
+# --- the consumer's own safety nets ----------------------------------------------------------
+
+
+class InspectionFailed(XRegionError):
+    """Judging one message raised something no check anticipated (``exception`` names its
+    type; its text is not kept: it may quote personal data). The message alone is refused."""
+
+    code = "inspection_failed"
+
+
+class DeliveryExhausted(XRegionError):
+    """A message was still not settled on its last delivery (``max_deliver``) because
+    handling it failed for a reason outside the message (``exception``: e.g. the store):
+    it is dead-lettered rather than dropped by JetStream without a trace."""
+
+    code = "delivery_exhausted"
 
 
 # --- operations ------------------------------------------------------------------------------

@@ -151,6 +151,7 @@ ESCALATION = Lifecycle(
     openings={"reminder": "issued", "overdue": "issued"},
     transitions=(),
     terminal=frozenset({"issued"}),
+    senders="coordinator",
 )
 """The coordinator's notices: opened by ``COORD``, addressed to one region, answered by
 nothing (the late party acts on the referral concerned instead)."""

@@ -21,8 +21,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from xregion.errors import DuplicateReferral, LifecycleError, Misaddressed, UnknownReferral
-from xregion.regions import BROADCAST
+from xregion.errors import DuplicateReferral, LifecycleError, Misaddressed, RoleViolation, UnknownReferral
+from xregion.regions import AUDITOR, BROADCAST, COORDINATOR
 
 
 class Role(StrEnum):
@@ -128,6 +128,7 @@ class Lifecycle:
     track_initial: str = "pending"
     track_terminal: frozenset[str] = frozenset()
     broadcast: str = "never"  # "never" | "allowed" | "required"
+    senders: str = "regions"  # who sends its events: "regions" | "coordinator"
 
     @property
     def events(self) -> frozenset[str]:
@@ -329,8 +330,33 @@ class Lifecycles:
     def __iter__(self) -> Any:
         return iter(self._by_family.values())
 
+    def check_role(self, event_type: str, sender: str, to: str) -> None:
+        """Who may send what to whom, from the roles alone (ARCHITECTURE §2): the regions send
+        every family but the coordinator's (escalations), the coordinator sends nothing else,
+        the auditor sends nothing, and no event is addressed to either role. Raises
+        :class:`RoleViolation`; checked before anything else of a step."""
+        family = event_type.split(".", 1)[0]
+        lifecycle = self[family]
+        why = None
+        if sender == AUDITOR:
+            why = f"the auditor {AUDITOR} publishes nothing"
+        elif to in (COORDINATOR, AUDITOR):
+            why = f"events are addressed to regions or {BROADCAST}, never to the role {to}"
+        elif sender == COORDINATOR and lifecycle.senders != "coordinator":
+            why = f"the coordinator {COORDINATOR} sends escalations only, not {event_type}"
+        elif sender != COORDINATOR and lifecycle.senders == "coordinator":
+            why = f"only the coordinator {COORDINATOR} sends {family} events, not the region {sender}"
+        if why is not None:
+            raise RoleViolation(
+                f"{event_type} from {sender} to {to} refused: {why}",
+                event=event_type,
+                sender=sender,
+                to=to,
+            )
+
     def apply(self, state: ReferralState | None, step: Step) -> ReferralState:
         """Fold one step: open the referral when ``state`` is None."""
+        self.check_role(step.event_type, step.sender, step.to)
         lifecycle = self[step.family]
         if state is None:
             return lifecycle.open(step)

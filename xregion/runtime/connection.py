@@ -25,6 +25,7 @@ import structlog
 
 from xregion.errors import XRegionError
 from xregion.permissions import inbox_prefix
+from xregion.runtime import nats_compat  # noqa: F401  (on import: nats-py survives subjects that are not UTF-8)
 from xregion.runtime.identities import read_seed
 from xregion.runtime.settings import RuntimeSettings
 from xregion.subjects import ROOT

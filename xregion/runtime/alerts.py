@@ -59,10 +59,15 @@ SECURITY_CODES = frozenset(
         "subject_mismatch",
         "misaddressed",
         "handling_restricted",
+        "subject_invalid",
+        "own_event_unknown",
+        "role_violation",
     }
 )
 """Dead-letter reasons that mean a forged, replayed or misrouted event got past the server,
-or a region shared onward what the originator's handling code forbids."""
+a region shared onward what the originator's handling code forbids, published on a subject
+that is not UTF-8, or sent what its role may not (an escalation from a region, a lead from
+the coordinator), or an event claims the receiver as its sender that it never sent."""
 
 
 def _rfc3339(moment: datetime) -> str:

@@ -3,8 +3,13 @@
 The consumer pulls its region's durable consumer in batches and handles each batch in one
 store transaction, message by message, in stream order (one savepoint each):
 
-1. parse and validate the envelope           → dead letter on failure (``malformed_json``, ...)
-2. skip this region's own broadcasts and redeliveries of messages already handled
+0. the subject must be UTF-8                 → dead letter ``subject_invalid``
+1. parse strictly (I-JSON within limits, no duplicate members) and validate the envelope;
+   its bytes must be its RFC 8785 canonical form → dead letter (``malformed_json``,
+   ``duplicate_member``, ``schema_invalid``, ``not_canonical``, ...)
+2. skip this region's own broadcasts — only after checking them: its key signed it, it is a
+   broadcast on its own subject, and its outbox holds these bytes at this stream position
+   (else ``own_event_unknown``, ``chain_replay``) — and redeliveries of messages already handled
 3. verify the signature against the key roster → dead letter (``bad_signature``, ``unknown_key``, ...);
    (it covers the personal data as sent: sealed);
    a key the roster does not know makes it reload the roster file once and retry (a key
@@ -16,7 +21,8 @@ store transaction, message by message, in stream order (one savepoint each):
    outstanding (redelivery after a crash can reorder), else dead letter; a fork or replay
    is dead-lettered at once. An authentic event advances its link's chain even when it
    is refused below, so one refused event does not block the sender's later ones.
-5. decode the payload, check parties and subject, open the fields sealed to this region
+5. check roles (only the coordinator escalates, it does nothing else: ``role_violation``),
+   decode the payload, check parties and subject, open the fields sealed to this region
    (``unseal_failed``), check attachments and lifecycle → dead letter
 6. hand it to the regional system's handler; record it in the inbox; send the automatic
    receipt (``received`` / ``acknowledged``) — all in the same transaction
@@ -36,6 +42,19 @@ loop, which reports it: the outcome is the same either way.
 A handler that raises rolls back its message's savepoint; that message and the rest of the
 batch are redelivered after a back-off, and dead-lettered (``handler_failed``) when the
 redelivery budget is spent. The adapter never stops on bad input.
+
+Two safety nets make that hold whatever a message contains (ARCHITECTURE §7):
+
+* **A message is judged alone.** Whatever judging one message raises — a check nobody
+  anticipated failing on an odd shape, a ``RecursionError``, a ``MemoryError`` — dead-letters
+  that message (``inspection_failed``, naming the exception's type, never its text) and the
+  batch goes on. Only the infrastructure (:func:`infrastructure`: the store, the NATS
+  connection) can fail a batch, which is then rolled back and redelivered.
+* **Nothing leaves through ``max_deliver`` silently.** On a message's last delivery
+  (``num_delivered >= max_deliver``) nothing waits and nothing is retried: a chain gap is
+  dead-lettered, a failing handler is ``handler_failed``, a message behind one that waits is
+  judged anyway, and when the whole batch fails each such message is taken alone — handled,
+  or dead-lettered ``delivery_exhausted`` with the failure's type.
 """
 
 from __future__ import annotations
@@ -53,6 +72,7 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError, ObjectNotFoundError
@@ -61,12 +81,13 @@ from pydantic import BaseModel, ValidationError
 from xregion.chain import ChainTracker
 from xregion.codec import (
     DecodedEvent,
+    check_canonical,
     check_parties,
     check_subject,
     claimed_event_id,
     decode_data,
     field_errors,
-    parse_json,
+    parse_strict,
     step_of,
 )
 from xregion.contracts.catalog import Catalog
@@ -76,23 +97,29 @@ from xregion.errors import (
     ChainGap,
     ChainReplay,
     ContractError,
+    DeliveryExhausted,
+    InspectionFailed,
+    OwnEventUnknown,
     SchemaInvalid,
+    SubjectInvalid,
     UnknownKey,
     UnsupportedVersion,
     VerificationError,
     XRegionError,
 )
 from xregion.lifecycle import LIFECYCLES, RECEIPTS, ReferralState
-from xregion.regions import RegionRegistry
+from xregion.regions import BROADCAST, RegionRegistry
 from xregion.runtime.alerts import SECURITY_CODES, SecurityAlerts
 from xregion.runtime.deadletter import publish_dead_letter
 from xregion.runtime.keyfiles import LiveRoster
 from xregion.runtime.metrics import HANDLER_LATENCY
+from xregion.runtime.nats_compat import is_utf8, printable
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.store import HistoryEntry, Store, Tx
 from xregion.runtime.topology import BACKOFF_S, consumer_name
 from xregion.sealing import FieldSealing, plain_fields
-from xregion.signing import KeyRoster
+from xregion.signing import KeyRoster, hash_of_canonical
+from xregion.subjects import build as build_subject
 from xregion.subjects import parse as parse_subject
 
 log = structlog.get_logger("xregion.consumer")
@@ -144,6 +171,12 @@ class Delivery:
 Handler = Callable[[Delivery], Awaitable[None]]
 Submit = Callable[[str, str, dict[str, Any], str], Awaitable[Any]]
 """``submit(referral_id, event_type, data, causation_id)``: send an answer through the outbox."""
+
+
+def infrastructure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure of what the consumer runs on (the store, the disk, the
+    NATS connection) rather than of the message being judged: only those fail a batch."""
+    return isinstance(exc, sqlite3.Error | OSError | NatsError)
 
 
 class _Wait(Exception):
@@ -249,13 +282,14 @@ class Consumer:
             await self.process(msgs)
 
     async def process(self, msgs: list[Msg]) -> None:
-        """Process one batch: commit, then ack; stop at the first message that must wait."""
+        """Process one batch: commit, then ack; what comes after a message that must wait is
+        redelivered with it, unless it is on its last delivery."""
         # A fetch returns new messages before redeliveries whose ack wait expired later (after
         # a crash: [64, 65, 2, 3, ...]). Handle in stream order, or an event arriving ahead of
         # its predecessors in the same batch looks like a real chain gap (nothing else is
         # outstanding) and is dead-lettered.
         msgs = sorted(msgs, key=lambda m: m.metadata.sequence.stream)
-        outcomes: list[str] = []
+        outcomes: list[str | None] = [None] * len(msgs)
         wait: float | None = None
         self._held = len(msgs)
         inspections = await asyncio.get_running_loop().run_in_executor(
@@ -263,28 +297,84 @@ class Consumer:
         )
         try:
             async with self.store.transaction():
-                for msg, seen in zip(msgs, inspections, strict=True):
+                for i, (msg, seen) in enumerate(zip(msgs, inspections, strict=True)):
+                    if wait is not None and not self._last_delivery(msg):
+                        continue  # behind a message that waits: redelivered with it
                     try:
-                        async with self.store.transaction():
-                            outcomes.append(await self._one(msg, seen))
+                        outcomes[i] = await self._judged(msg, seen)
                     except _Wait as stop:
-                        wait = stop.delay
-                        break
+                        wait = stop.delay if wait is None else wait
         except Exception as exc:
             # The transaction was rolled back: nothing of this batch took effect.
             log.error(
                 "batch failed, will be redelivered", region=self.region, error=type(exc).__name__, detail=str(exc)[:300]
             )
-            for msg in msgs:
-                with contextlib.suppress(Exception):
-                    await msg.nak(delay=1.0)
+            await self._batch_failed(msgs, inspections)
             return
-        for msg, outcome in zip(msgs, outcomes, strict=False):
-            with contextlib.suppress(Exception):
-                await (msg.term() if outcome == "term" else msg.ack())
-        for msg in msgs[len(outcomes) :]:
-            with contextlib.suppress(Exception):
+        for msg, outcome in zip(msgs, outcomes, strict=True):
+            await self._settle(msg, outcome, wait)
+
+    def _last_delivery(self, msg: Msg) -> bool:
+        """Is this ``msg``'s last delivery? Then it must be settled now: JetStream drops a
+        message past ``max_deliver`` without a trace."""
+        return int(msg.metadata.num_delivered or 1) >= self.settings.max_deliver
+
+    @staticmethod
+    async def _settle(msg: Msg, outcome: str | None, wait: float | None = None) -> None:
+        with contextlib.suppress(Exception):
+            if outcome is None:
                 await msg.nak(delay=wait if wait is not None else 1.0)
+            elif outcome == "term":
+                await msg.term()
+            else:
+                await msg.ack()
+
+    async def _judged(self, msg: Msg, seen: Inspection) -> str:
+        """:meth:`_one` in a savepoint of its own; whatever judging ``msg`` raises, other
+        than an infrastructure failure or a wait, dead-letters ``msg`` alone."""
+        try:
+            async with self.store.transaction():
+                return await self._one(msg, seen)
+        except _Wait:
+            raise
+        except Exception as exc:
+            if infrastructure(exc):
+                raise
+            await self._dead_letter(_inspection_failed(exc), msg, _claimed_id(msg), self._base(msg))
+            return "term"
+
+    async def _batch_failed(self, msgs: list[Msg], inspections: list[Inspection]) -> None:
+        """After a rolled-back batch: redeliver the messages that have deliveries left; take
+        each one on its last delivery alone, and dead-letter it if it fails again."""
+        for msg, seen in zip(msgs, inspections, strict=True):
+            if not self._last_delivery(msg):
+                await self._settle(msg, None)
+                continue
+            try:
+                async with self.store.transaction():
+                    outcome: str | None = await self._judged(msg, seen)
+            except Exception as exc:  # _Wait cannot happen on a last delivery
+                count = msg.metadata.num_delivered
+                failure = DeliveryExhausted(
+                    f"still failing on delivery {count} of {self.settings.max_deliver}: {type(exc).__name__}",
+                    exception=type(exc).__name__,
+                    deliveries=msg.metadata.num_delivered,
+                )
+                try:
+                    await self._dead_letter(failure, msg, _claimed_id(msg), self._base(msg))
+                    outcome = "term"
+                except Exception as again:
+                    log.error(
+                        "message lost: failing on its last delivery and it cannot be dead-lettered",
+                        **self._base(msg),
+                        error=type(exc).__name__,
+                        dead_letter_error=type(again).__name__,
+                    )
+                    outcome = None
+            await self._settle(msg, outcome)
+
+    def _base(self, msg: Msg) -> dict[str, Any]:
+        return {"region": self.region, "subject": printable(msg.subject), "stream_seq": msg.metadata.sequence.stream}
 
     # --- one message --------------------------------------------------------------------
 
@@ -297,8 +387,6 @@ class Consumer:
             return Inspection(fault=exc)
         except Exception:
             return Inspection()
-        if envelope.sender == self.region:
-            return Inspection(wire, envelope)
         try:
             self._check_signature(wire, envelope, msg.metadata)
         except Exception:
@@ -312,7 +400,13 @@ class Consumer:
     async def _one(self, msg: Msg, seen: Inspection) -> str:
         meta = msg.metadata
         stream_seq, delivered = meta.sequence.stream, meta.num_delivered
-        base = {"region": self.region, "subject": msg.subject, "stream_seq": stream_seq}
+        base = self._base(msg)
+        if not is_utf8(msg.subject):
+            invalid = SubjectInvalid(
+                f"subject {base['subject']} is not UTF-8 (non-UTF-8 bytes shown as \\xNN)", subject=base["subject"]
+            )
+            await self._dead_letter(invalid, msg, claimed_event_id(msg.data or b""), base, security=True)
+            return "term"
         try:
             if seen.fault is not None:
                 raise seen.fault
@@ -325,7 +419,11 @@ class Consumer:
             return "term"
         bound = {**base, "event_id": envelope.id, "referral_id": envelope.subject}
         if envelope.sender == self.region:
-            return "ack"  # our own broadcast, echoed back by the ALL filter
+            try:
+                return await self._own_event(msg, wire, envelope, seen)  # our broadcast echoed back by the ALL filter?
+            except VerificationError as exc:
+                await self._dead_letter(exc, msg, envelope.id, bound, security=True)
+                return "term"
         seen_at = await self.store.lookup(lambda db: Store.inbox_stream_seq(db, envelope.id))
         if seen_at in (stream_seq, 0):
             log.info("duplicate delivery ignored", **bound)
@@ -353,7 +451,7 @@ class Consumer:
             # budget runs out the message would be dropped without a dead letter.
             # The missing event, if another consumer instance holds it (e.g. one that died),
             # comes back within ack_wait: waiting longer than that only delays the link.
-            if delivered < self.settings.max_deliver - 1 and await self._earlier_outstanding():
+            if not self._last_delivery(msg) and await self._earlier_outstanding():
                 raise _Wait(min(BACKOFF_S[min(delivered - 1, len(BACKOFF_S) - 1)], self.settings.ack_wait_s)) from None
             await self._dead_letter(exc, msg, envelope.id, bound, security=True)
             return "term"
@@ -366,6 +464,11 @@ class Consumer:
         except XRegionError as exc:
             await self._dead_letter(exc, msg, envelope.id, bound)
             return "term"
+        except Exception as exc:  # authentic and in chain: refused here, so the link advances
+            if infrastructure(exc):
+                raise
+            await self._dead_letter(_inspection_failed(exc), msg, envelope.id, bound)
+            return "term"
         try:
             async with self.store.transaction() as tx:
                 with HANDLER_LATENCY.labels(region=self.region).time():
@@ -373,7 +476,7 @@ class Consumer:
                 await self.store.lookup(lambda db: self._record(db, event, stream_seq, state))
                 await self._receipt(event)
         except Exception as exc:
-            if delivered >= self.settings.max_deliver - 1:
+            if self._last_delivery(msg):
                 failure = HandlerFailed(f"handler failed {delivered} times: {type(exc).__name__}: {exc}")
                 await self._dead_letter(failure, msg, envelope.id, bound)
                 return "term"
@@ -414,17 +517,58 @@ class Consumer:
         self.roster.verify(wire, envelope.sender, envelope.time, received_at=meta.timestamp, grace=grace)
 
     def _envelope(self, body: bytes) -> tuple[dict[str, Any], Envelope]:
-        wire = parse_json(body)
+        wire, canonical_form = parse_strict(body)
         if not isinstance(wire, dict):
             raise SchemaInvalid(f"an event is a JSON object, got {type(wire).__name__}", errors=[])
         try:
-            return wire, Envelope.model_validate(wire)
+            envelope = Envelope.model_validate(wire)
         except ValidationError as exc:
             errors = field_errors(exc)
             raise SchemaInvalid(
                 f"envelope is invalid at {', '.join(e['field'] for e in errors[:5])}: {errors[0]['error']}",
                 errors=errors,
             ) from None
+        check_canonical(body, canonical_form)
+        return wire, envelope
+
+    async def _own_event(self, msg: Msg, wire: dict[str, Any], envelope: Envelope, seen: Inspection) -> str:
+        """An event naming this region as its sender is skipped ("ack") only if it is one of
+        its own broadcasts coming back: signed with its key, a broadcast on its own subject,
+        and in its outbox with these very bytes at this stream position (or not yet marked
+        published). Otherwise it raises (``own_event_unknown``, ``chain_replay``, or the
+        signature's own code): a stolen key, a forged or replayed echo."""
+        self._verify(wire, envelope, msg.metadata, seen)
+        expected = build_subject(
+            envelope.family, envelope.event, envelope.sender, envelope.addressee, f"v{envelope.version}"
+        )
+        if envelope.addressee != BROADCAST or msg.subject != expected:
+            raise OwnEventUnknown(
+                f"event {envelope.id} names {self.region} as its sender but is not one of its broadcasts on "
+                f"{expected}: {self.region} receives its own events only through the {BROADCAST} filter",
+                event_id=envelope.id,
+                addressee=envelope.addressee,
+            )
+        row = await self.store.lookup(
+            lambda db: db.execute("SELECT hash, stream_seq FROM outbox WHERE event_id = ?", (envelope.id,)).fetchone()
+        )
+        if row is None or row[0] != hash_of_canonical(msg.data or b""):
+            raise OwnEventUnknown(
+                f"event {envelope.id} is signed with {self.region}'s key but {self.region}'s outbox "
+                f"{'holds other bytes under that id' if row else 'never held it'}: the key may be stolen",
+                event_id=envelope.id,
+                keyid=envelope.keyid,
+            )
+        stream_seq = msg.metadata.sequence.stream
+        if row[1] is not None and int(row[1]) != stream_seq:
+            raise ChainReplay(
+                f"{self.region}'s own event {envelope.id} was published as stream message {row[1]}; "
+                f"stream message {stream_seq} is a copy of it: a replay",
+                event_id=envelope.id,
+                first_stream_seq=int(row[1]),
+                stream_seq=stream_seq,
+                origin=self.region,
+            )
+        return "ack"
 
     async def _earlier_outstanding(self) -> bool:
         """Are messages other than the ones this batch holds still unacknowledged?
@@ -445,6 +589,7 @@ class Consumer:
     ) -> tuple[DecodedEvent, ReferralState, ReferralState | None]:
         """Contract checks after authentication: type, payload, parties, subject, lifecycle."""
         event_type = self.catalog.by_ce_type(envelope.type)
+        LIFECYCLES.check_role(envelope.event_type, envelope.sender, envelope.addressee)
         if envelope.dataschema != event_type.dataschema:
             raise SchemaInvalid(f"dataschema {envelope.dataschema!r} does not match {envelope.type}", errors=[])
         payload = decode_data(event_type, envelope.data, self.registry)
@@ -537,12 +682,13 @@ class Consumer:
     ) -> None:
         reason = exc.to_reason()
         security = security or reason["code"] in SECURITY_CODES
+        subject = printable(msg.subject)
         await publish_dead_letter(
             self.js,
             region=self.region,
             reason=reason,
             body=msg.data or b"",
-            original_subject=msg.subject,
+            original_subject=subject,
             stream_seq=msg.metadata.sequence.stream,
             event_id=event_id,
             dlq_stream=self.settings.dead_letter_stream,
@@ -556,13 +702,31 @@ class Consumer:
             security_event=security,
         )
         if security and self.alerts is not None:
-            self.alerts.raise_alert(
-                reason,
-                body=msg.data or b"",
-                original_subject=msg.subject,
-                stream_seq=msg.metadata.sequence.stream,
-                event_id=event_id,
-            )
+            try:
+                self.alerts.raise_alert(
+                    reason,
+                    body=msg.data or b"",
+                    original_subject=subject,
+                    stream_seq=msg.metadata.sequence.stream,
+                    event_id=event_id,
+                )
+            except Exception as failure:  # the dead letter is kept; an alert must not fail the message
+                log.error("security alert not raised", **bound, reason=reason["code"], error=type(failure).__name__)
+
+
+def _inspection_failed(exc: Exception) -> InspectionFailed:
+    """The reason for a message whose judging raised ``exc``: its type, never its text
+    (which may quote the message's personal data)."""
+    name = type(exc).__name__
+    return InspectionFailed(f"judging the message raised {name}; it is refused alone", exception=name)
+
+
+def _claimed_id(msg: Msg) -> str | None:
+    """The event id ``msg`` claims, if readable (never raises)."""
+    try:
+        return claimed_event_id(msg.data or b"")
+    except Exception:
+        return None
 
 
 def digest_of_info(info: Any) -> str | None:

@@ -90,6 +90,14 @@ def load_roster(keys_dir: Path) -> KeyRoster:
     return KeyRoster.load(keys_dir / ROSTER_FILE)
 
 
+def signing_parties(regions: list[str] | tuple[str, ...]) -> list[str]:
+    """Every party that signs: the regions (events), ``COORD`` (escalations) and ``AUDIT``
+    (archive manifests)."""
+    from xregion.regions import AUDITOR, COORDINATOR
+
+    return [*regions, COORDINATOR, AUDITOR]
+
+
 def init_keys(keys_dir: Path, parties: list[str], valid_from: datetime | None = None) -> KeyRoster:
     """Generate a key for every party lacking one, and (re)write the roster."""
     roster_path = keys_dir / ROSTER_FILE

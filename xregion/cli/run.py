@@ -227,11 +227,12 @@ def keys_init(
         ".xregion/keys"
     ),
 ) -> None:
-    """Generate throw-away development keys for every configured region and the coordinator."""
-    from xregion.keys import init_keys
+    """Generate throw-away development keys for every party that signs: the configured
+    regions, the coordinator (COORD) and the auditor (AUDIT)."""
+    from xregion.keys import init_keys, signing_parties
 
     config = load_config()
-    roster = init_keys(keys_dir, [*config.regions.codes, "COORD"])
+    roster = init_keys(keys_dir, signing_parties(config.regions.codes))
     for key in roster:
         console.print(f"{key.party:6} {key.key_id}")
     console.print(f"roster: {keys_dir / 'roster.json'} (public); private keys under {keys_dir / 'private'} (mode 0600)")

@@ -138,6 +138,8 @@ class Adapter:
         self.lost = LostPublications()
         """What the stream lacked of this region's acknowledged events when the adapter started."""
         self._tasks: list[asyncio.Task[None]] = []
+        self._depth_task: asyncio.Task[None] | None = None
+        self._depth_stale = False
         self._checkpointed: dict[str, ChainHead] | None = None
 
     @classmethod
@@ -193,9 +195,22 @@ class Adapter:
             self.check_keys()
 
     def _wake_relay(self) -> None:
-        OUTBOX_DEPTH.labels(region=self.region).inc()
+        self._refresh_depth()
         if self.relay is not None:
             self.relay.notify()
+
+    def _refresh_depth(self) -> None:
+        """Set ``xregion_outbox_depth`` from the store (one count at a time): a commit may
+        add no row (a refused or replayed submission) or many (a group)."""
+        self._depth_stale = True
+        if self._depth_task is None or self._depth_task.done():
+            self._depth_task = asyncio.create_task(self._update_depth(), name="outbox-depth")
+
+    async def _update_depth(self) -> None:
+        while self._depth_stale:
+            self._depth_stale = False
+            with contextlib.suppress(Exception):  # the store may be closing
+                OUTBOX_DEPTH.labels(region=self.region).set(await self.store.outbox_depth())
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -274,7 +289,7 @@ class Adapter:
                 await asyncio.sleep(1.0)
 
     async def _published(self, row: Any, ack: Any) -> None:
-        OUTBOX_DEPTH.labels(region=self.region).dec()
+        self._refresh_depth()
 
     async def publish_checkpoint(self, *, force: bool = False) -> dict[str, ChainHead] | None:
         """Publish a signed checkpoint of the origin chain heads this region has seen

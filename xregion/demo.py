@@ -145,7 +145,7 @@ async def joint_investigation(sc: Scenario, workdir: Path) -> None:
     await sc.client("HE").send(rid, "assist.evidence_delivered", {"items": [EVIDENCE_PHOTOS], "note": "现场照片"})
     await sc.client("HE").send(rid, "assist.evidence_delivered", {"items": [item], "note": "测试购买录像"})
     await sc.state("BJ", rid, "evidence_delivered")
-    got = await sc.client("BJ").download(ref, workdir / "evidence" / ref.filename)
+    got = await sc.client("BJ").download(ref, workdir / "evidence" / ref.filename, owner="HE")
     await sc.client("HE").send(rid, "assist.completed", PAYLOADS["assist.completed"])
     await sc.state("BJ", rid, "completed")
     sc.note(

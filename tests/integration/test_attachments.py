@@ -85,7 +85,7 @@ async def test_attachment_arrives_verified_and_downloads_identical(bus: Bus, tmp
     [delivery] = [d for d in deliveries(bus, receiver.region, rid) if d.event.envelope.id == sent.envelope.id]
     [got] = list(attachments_of(delivery.payload))
     assert got == ref
-    path = await receiver.client.download(got, tmp_path / "inbox" / got.filename)
+    path = await receiver.client.download(got, tmp_path / "inbox" / got.filename, owner=sender.region)
     assert path.read_bytes() == content
     assert hashlib.sha256(path.read_bytes()).hexdigest() == got.sha256
     # attaching the same bytes again stores nothing new and yields the same reference
@@ -95,11 +95,11 @@ async def test_attachment_arrives_verified_and_downloads_identical(bus: Bus, tmp
     assert await bus.dead_letters() == []
 
 
-async def overwrite(bus: Bus, name: str, content: bytes) -> None:
+async def overwrite(bus: Bus, owner: str, name: str, content: bytes) -> None:
     """Replace a stored object's content behind the adapters' back (a raw nats-py client)."""
     nc = await bus.raw()
     try:
-        obs = await nc.jetstream().object_store(bus.settings.object_store)
+        obs = await nc.jetstream().object_store(f"{bus.settings.object_store}_{owner}")
         await obs.put(name, io.BytesIO(content))
     finally:
         await nc.close()
@@ -134,7 +134,7 @@ async def test_reference_not_matching_the_store_is_dead_lettered(bus: Bus, tmp_p
         bad_ref = ref.model_copy(update={"sha256": hashlib.sha256(b"something else").hexdigest()})
     elif fault == "object-overwritten":
         bad_ref = ref
-        await overwrite(bus, ref.object_name, os.urandom(len(original)))
+        await overwrite(bus, "TJ", ref.object_name, os.urandom(len(original)))
     else:
         missing = os.urandom(1000)
         digest = hashlib.sha256(missing).hexdigest()
@@ -174,9 +174,9 @@ async def test_reference_not_matching_the_store_is_dead_lettered(bus: Bus, tmp_p
     # a download of what the bad reference names is refused too
     if fault != "object-missing":
         with pytest.raises(AttachmentMismatch):
-            await bj.client.download(bad_ref, tmp_path / "bad.bin")
+            await bj.client.download(bad_ref, tmp_path / "bad.bin", owner="TJ")
         assert not (tmp_path / "bad.bin").exists()
-    assert (await bj.client.download(good_ref, tmp_path / "good.bin")).read_bytes() == good_content
+    assert (await bj.client.download(good_ref, tmp_path / "good.bin", owner="TJ")).read_bytes() == good_content
 
 
 @pytest.mark.slow
@@ -202,7 +202,7 @@ async def test_200_mb_attachment_round_trip(bus: Bus, tmp_path: Path) -> None:
     [got] = list(attachments_of(delivery.payload))
 
     started = time.monotonic()
-    path = await bj.client.download(got, tmp_path / "download" / got.filename)
+    path = await bj.client.download(got, tmp_path / "download" / got.filename, owner="TJ")
     download_s = time.monotonic() - started
     assert path.stat().st_size == size
     assert sha256_of(path) == expected

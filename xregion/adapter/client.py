@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 from nats.js import JetStreamContext
+from nats.js.errors import ObjectNotFoundError
 
 from xregion.codec import DecodedEvent
 from xregion.compose import compose
@@ -27,7 +28,8 @@ from xregion.deadlines import DeadlinePolicy
 from xregion.errors import ContractError, HandlingRestricted, UnknownReferral
 from xregion.ids import new_referral_id
 from xregion.lifecycle import LIFECYCLES, ReferralState, Role
-from xregion.runtime.consumer import digest_of_info
+from xregion.permissions import BusNames
+from xregion.runtime.evidence import Evidence
 from xregion.runtime.outbox import Outbox
 from xregion.runtime.store import HistoryEntry, Store
 
@@ -241,14 +243,15 @@ class RegionClient:
 
     # --- attachments --------------------------------------------------------------------
 
-    def _require_js(self) -> JetStreamContext:
+    def _evidence(self) -> Evidence:
         if self._js is None:
             raise RuntimeError("attachments need a connected adapter")
-        return self._js
+        return Evidence(self._js, BusNames(object_store=self._object_store))
 
     async def attach(self, source: Path | bytes, *, filename: str, media_type: str) -> AttachmentRef:
-        """Store a file (any size; streamed) in the evidence object store under its SHA-256."""
-        js = self._require_js()
+        """Store a file (any size; streamed) in this region's evidence bucket under its
+        SHA-256; the receivers of an event carrying the reference read it there."""
+        evidence = self._evidence()
         digest, size = hashlib.sha256(), 0
         if isinstance(source, bytes):
             digest.update(source)
@@ -259,37 +262,36 @@ class RegionClient:
                     digest.update(chunk)
                     size += len(chunk)
         name = digest.hexdigest()
-        obs = await js.object_store(self._object_store)
         try:
-            info = await obs.get_info(name)
-            exists = digest_of_info(info) == name and info.size == size
-        except Exception:
+            stored = await evidence.info(self.region, name)
+            exists = stored.sha256 == name and stored.size == size and not stored.deleted
+        except ObjectNotFoundError:
             exists = False
         if not exists:
             if isinstance(source, bytes):
-                await obs.put(name, io.BytesIO(source))
+                await evidence.put(self.region, name, io.BytesIO(source))
             else:
                 with source.open("rb") as fh:
-                    await obs.put(name, fh)
+                    await evidence.put(self.region, name, fh)
         return AttachmentRef(object_name=name, filename=filename, media_type=media_type, size=size, sha256=name)
 
-    async def download(self, ref: AttachmentRef, dest: Path) -> Path:
-        """Fetch an attachment to ``dest`` and verify its SHA-256 and size before keeping it."""
-        js = self._require_js()
-        obs = await js.object_store(self._object_store)
+    async def download(self, ref: AttachmentRef, dest: Path, *, owner: str) -> Path:
+        """Fetch an attachment from ``owner``'s bucket (the region that sent the event carrying
+        ``ref``) to ``dest``, keeping it only if its SHA-256 and size are the reference's."""
+        evidence = self._evidence()
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
-            await obs.get(ref.object_name, writeinto=tmp.file)  # type: ignore[arg-type]
             tmp_path = Path(tmp.name)
-        digest, size = hashlib.sha256(), 0
-        with tmp_path.open("rb") as fh:
-            while chunk := fh.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        if digest.hexdigest() != ref.sha256 or size != ref.size:
+            try:
+                size, digest = await evidence.read_into(owner, ref.object_name, tmp.file)
+            except BaseException:
+                tmp.close()
+                tmp_path.unlink(missing_ok=True)
+                raise
+        if digest != ref.sha256 or size != ref.size:
             tmp_path.unlink(missing_ok=True)
             raise AttachmentMismatch(
-                f"attachment {ref.object_name}: got {size} bytes sha256 {digest.hexdigest()}, "
+                f"attachment {ref.object_name}: got {size} bytes sha256 {digest}, "
                 f"expected {ref.size} bytes sha256 {ref.sha256}",
                 object_name=ref.object_name,
             )

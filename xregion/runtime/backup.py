@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,10 +220,10 @@ async def _send(nc: Any, directory: Path, backup: StreamBackup) -> dict[str, Any
     return await _request(nc, deliver, b"", "restore", stream, max(REPLY_TIMEOUT_S, backup.size / 20e6))
 
 
-def bus_streams(settings: RuntimeSettings) -> tuple[str, ...]:
-    """The streams a backup of the bus holds: events, dead letters, evidence attachments."""
+def bus_streams(settings: RuntimeSettings, regions: Iterable[str]) -> tuple[str, ...]:
+    """The streams a backup of the bus holds: events, dead letters, each region's evidence."""
     names = BusNames(settings.stream, settings.dead_letter_stream, settings.object_store)
-    return (names.stream, names.dead_letter_stream, names.object_stream)
+    return (names.stream, names.dead_letter_stream, *(names.object_stream(r) for r in regions))
 
 
 def backups_in(directory: Path) -> list[Path]:

@@ -108,9 +108,11 @@ from xregion.errors import (
     XRegionError,
 )
 from xregion.lifecycle import LIFECYCLES, RECEIPTS, ReferralState
+from xregion.permissions import BusNames
 from xregion.regions import BROADCAST, RegionRegistry
 from xregion.runtime.alerts import SECURITY_CODES, SecurityAlerts
 from xregion.runtime.deadletter import publish_dead_letter
+from xregion.runtime.evidence import Evidence
 from xregion.runtime.keyfiles import LiveRoster
 from xregion.runtime.metrics import HANDLER_LATENCY
 from xregion.runtime.nats_compat import is_utf8, printable
@@ -251,7 +253,7 @@ class Consumer:
         self.batch = batch
         self.handled = 0
         self.dead_lettered = 0
-        self._obj: Any = None
+        self.evidence = Evidence(js, BusNames(settings.stream, settings.dead_letter_stream, settings.object_store))
         self._held = 0
         self._inspector = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"inspect-{region}")
 
@@ -597,7 +599,7 @@ class Consumer:
         event = DecodedEvent(wire, envelope, event_type, payload)
         check_subject(parse_subject(msg.subject), event)
         event = self._open(event, seen)
-        await self._check_attachments(event.payload)
+        await self._check_attachments(event.payload, envelope.sender)
         previous = await self.store.lookup(lambda db: Store.load_referral(db, envelope.subject))
         state = LIFECYCLES.apply(previous, step_of(event))
         return event, state, previous
@@ -619,23 +621,25 @@ class Consumer:
         opened = seen.opened if seen.opened is not None else self.sealing.open(model, data)
         return event.opened(opened, self.registry)
 
-    async def _check_attachments(self, payload: BaseModel) -> None:
+    async def _check_attachments(self, payload: BaseModel, sender: str) -> None:
+        """Every attachment the payload references is in ``sender``'s evidence bucket (only
+        the sender writes there) with the size and SHA-256 the signed reference names."""
         refs = list(attachments_of(payload))
         if not refs:
             return
-        if self._obj is None:
-            self._obj = await self.js.object_store(self.settings.object_store)
+        bucket = self.evidence.names.evidence_bucket(sender)
         for ref in refs:
             try:
-                info = await self._obj.get_info(ref.object_name)
+                stored = await self.evidence.info(sender, ref.object_name)
             except (ObjectNotFoundError, NotFoundError):
                 raise AttachmentInvalid(
-                    f"attachment {ref.object_name} is not in the object store", object_name=ref.object_name
+                    f"attachment {ref.object_name} is not in {sender}'s evidence bucket {bucket}",
+                    object_name=ref.object_name,
                 ) from None
-            digest = digest_of_info(info)
-            if info.size != ref.size or digest != ref.sha256:
+            if stored.deleted or stored.size != ref.size or stored.sha256 != ref.sha256:
                 raise AttachmentInvalid(
-                    f"attachment {ref.object_name}: store has {info.size} bytes sha256 {digest}, "
+                    f"attachment {ref.object_name}: {bucket} has {stored.size} bytes sha256 {stored.sha256}"
+                    f"{' (marked deleted)' if stored.deleted else ''}, "
                     f"event says {ref.size} bytes sha256 {ref.sha256}",
                     object_name=ref.object_name,
                 )
@@ -727,14 +731,3 @@ def _claimed_id(msg: Msg) -> str | None:
         return claimed_event_id(msg.data or b"")
     except Exception:
         return None
-
-
-def digest_of_info(info: Any) -> str | None:
-    """The hex SHA-256 of an object from its NATS object-store info (``SHA-256=<base64url>``)."""
-    import base64
-
-    raw = getattr(info, "digest", None) or ""
-    if not raw.upper().startswith("SHA-256="):
-        return None
-    b64 = raw.split("=", 1)[1]
-    return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).hex()

@@ -25,7 +25,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from xregion.errors import XRegionError
-from xregion.permissions import COORDINATOR_CONSUMER
+from xregion.permissions import COORDINATOR_CONSUMER, BusNames
 from xregion.permissions import consumer_name as consumer_name
 from xregion.runtime.settings import RuntimeSettings
 from xregion.subjects import ALERT_ROOT as ALERT_ROOT
@@ -303,26 +303,29 @@ async def ensure_topology(
         await ensure_consumer(js, settings.stream, wanted, report, declare=declare)
     if coordinator:
         await ensure_consumer(js, settings.stream, coordinator_consumer_config(settings), report, declare=declare)
-    await ensure_object_store(js, settings, report, declare=declare)
+    for region in regions:
+        await ensure_object_store(js, settings, region, report, declare=declare)
     if report.missing:
         raise TopologyError(f"missing on the NATS server: {', '.join(report.missing)}; {DECLARE_HINT}")
     return report
 
 
 async def ensure_object_store(
-    js: JetStreamContext, settings: RuntimeSettings, report: TopologyReport, *, declare: bool = True
+    js: JetStreamContext, settings: RuntimeSettings, region: str, report: TopologyReport, *, declare: bool = True
 ) -> None:
-    what = f"object store {settings.object_store}"
+    """``region``'s evidence bucket (only it writes there, :mod:`xregion.runtime.evidence`)."""
+    bucket = BusNames(object_store=settings.object_store).evidence_bucket(region)
+    what = f"object store {bucket}"
     try:
-        await _info(what, js.object_store(settings.object_store))
+        await _info(what, js.object_store(bucket))
     except NotFoundError:
         if not declare:
             report.missing.append(what)
             return
         config = api.ObjectStoreConfig(
-            description="xregion evidence attachments, addressed by SHA-256",
+            description=f"xregion evidence attachments of {region}, addressed by SHA-256",
             storage=api.StorageType.FILE,
             replicas=settings.replicas,
         )
-        await _declare(what, js.create_object_store(settings.object_store, config=config))
+        await _declare(what, js.create_object_store(bucket, config=config))
         report.created.append(what)

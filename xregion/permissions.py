@@ -4,22 +4,31 @@ the subject grammar (:mod:`xregion.subjects`).
 Pure data, shared by ``xregion ops gen-config`` (which renders it into the server's
 ``authorization`` block) and the security tests. Nothing here talks to a server.
 
-Principles (ARCHITECTURE §5 *Security*, field notes pitfall 10):
+Principles (ARCHITECTURE §5 *Security* and §7, field notes pitfalls 10, 13, 14):
 
-* A region publishes only with its own code as ``<from>``; reads (core subscriptions) only
-  what is addressed to it or to ``ALL`` and its own inbox prefix ``_INBOX_<CODE>``.
+* **One NATS account per party** (:data:`BUS_ACCOUNT` holds the streams and the operator
+  ``ADMIN``; each region, ``COORD`` and ``AUDIT`` has an account of its own). What a party
+  may publish in its account reaches the bus only through a *service import* of exactly that
+  subject from ``BUS``: the server maps the reply subject of every such request to a private
+  one, so no party can make the server publish a JetStream answer where it chooses (a reply
+  subject is not checked against publish permissions). The user permissions below are both
+  the user's permissions in its own account and the list of its imports (:func:`imports`).
+* A region publishes only its own events: every ``xregion.<v>.<family>.<event>.<CODE>.<to>``
+  subject is enumerated from the event catalog (never a wildcard in a token, so no subject
+  the grammar does not know — e.g. one that is not UTF-8 — can be published); reads
+  (core subscriptions) only what is addressed to it or to ``ALL`` and its own inbox prefix
+  ``_INBOX_<CODE>``.
 * Reading permissions do not cover JetStream delivery, so the JetStream API is granted per
   object: a region may fetch from and acknowledge on its *own* durable consumer
-  (``region-<CODE>``), never create or change a consumer on the event stream (its filter is
-  what limits what it reads; the operator ``ADMIN`` declares it) and never read stream
-  messages directly (``STREAM.MSG.GET`` / ``DIRECT.GET`` on the event stream).
-* Evidence attachments are content-addressed in one shared object store; every region may
-  put and get objects there (what nats-py's object store measurably uses), never purge or
-  delete.
-* ``COORD`` reads everything through its own durable ``coordinator`` and publishes only
-  escalations (``<from>`` = ``COORD``); ``AUDIT`` reads everything (direct gets and its own
-  consumer named ``audit``) and publishes nothing on ``xregion.>``; ``ADMIN``
-  declares the topology (``$JS.API.>``) and publishes no events.
+  (``region-<CODE>``), never create or change a consumer (a create request chooses its
+  ``deliver_subject``: the server would publish there), never read stream messages
+  directly.
+* Evidence attachments live in one object store bucket per region
+  (``<object_store>_<CODE>``): only the owner may write it; every party may read every
+  bucket by direct get (never through a consumer); nobody but ``ADMIN`` purges or deletes.
+* ``COORD`` reads everything by direct get and publishes only escalations (``<from>`` =
+  ``COORD``); ``AUDIT`` reads everything by direct get and publishes nothing on
+  ``xregion.>``; ``ADMIN`` declares the topology (``$JS.API.>``) and publishes no events.
 """
 
 from __future__ import annotations
@@ -27,13 +36,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from xregion.contracts.catalog import CATALOG, Catalog
 from xregion.errors import ConfigError
 from xregion.lifecycle.families import ESCALATION
-from xregion.regions import AUDITOR, COORDINATOR, PARTY_CODE
-from xregion.subjects import ALERT_ROOT, CHECKPOINT_ROOT, DLQ_ROOT, ROOT, publish_patterns, subscribe_patterns
+from xregion.reasons import REASON_CODES
+from xregion.regions import AUDITOR, BROADCAST, COORDINATOR, PARTY_CODE
+from xregion.subjects import ALERT_ROOT, CHECKPOINT_ROOT, DLQ_ROOT, ROOT, subscribe_patterns
 
 OPERATOR = "ADMIN"
 """The operator identity: declares streams and consumers; no events."""
+BUS_ACCOUNT = "BUS"
+"""The NATS account that holds the streams, the object store buckets and ``ADMIN``."""
 ANY_VERSION = "*"
 """Permissions cover every contract version (v1 and v2 side by side during a migration)."""
 JS_API = "$JS.API"
@@ -62,10 +75,13 @@ class BusNames:
     dead_letter_stream: str = "XREGION_DLQ"
     object_store: str = "XREGION_EVIDENCE"
 
-    @property
-    def object_stream(self) -> str:
-        """The stream behind the object store (``OBJ_<bucket>``)."""
-        return f"OBJ_{self.object_store}"
+    def evidence_bucket(self, region: str) -> str:
+        """``region``'s evidence bucket: only it writes there (``XREGION_EVIDENCE_BJ``)."""
+        return f"{self.object_store}_{region}"
+
+    def object_stream(self, region: str) -> str:
+        """The stream behind ``region``'s evidence bucket (``OBJ_<bucket>``)."""
+        return f"OBJ_{self.evidence_bucket(region)}"
 
 
 DEFAULT_NAMES = BusNames()
@@ -111,58 +127,63 @@ def _direct_reader(stream: str) -> list[str]:
     ]
 
 
-def _ordered_reader(stream: str) -> list[str]:
-    """Create ephemeral (ordered) push consumers on ``stream``, delivered to one's inbox.
+def _evidence_reader(names: BusNames, regions: Iterable[str]) -> list[str]:
+    """Object info and chunks of every region's bucket, by direct get (``xregion.evidence``)."""
+    out = []
+    for region in regions:
+        obj = names.object_stream(region)
+        out += [*_stream_info(obj), *_direct_reader(obj)]
+    return out
 
-    nats-py creates them with the unnamed ``CONSUMER.CREATE.<stream>`` (server-generated
-    name); the named form (other client libraries) is allowed too. Only for the object
-    store's stream: there are no durables there that such a create could rewrite.
-    """
+
+def _evidence_writer(names: BusNames, region: str) -> list[str]:
+    """``put`` into its own bucket: chunks and the meta message are publishes under ``$O.<bucket>``."""
+    return [f"$O.{names.evidence_bucket(region)}.>"]
+
+
+def event_subjects(
+    party: str, addressees: Iterable[str], catalog: Catalog = CATALOG, *, families: Iterable[str] | None = None
+) -> list[str]:
+    """Every event subject ``party`` may publish: each type of the catalog (of ``families``,
+    default all but escalations) to each addressee, in every version the catalog holds.
+
+    Enumerated, never a wildcard in a token: the server then refuses any subject the grammar
+    does not know (a token that is not UTF-8 included, which would kill a reader's client).
+    A contract version or event type added later needs the configuration regenerated."""
+    wanted = set(families) if families is not None else {t.family for t in catalog} - {ESCALATION.family}
     return [
-        f"{JS_API}.CONSUMER.CREATE.{stream}",
-        f"{JS_API}.CONSUMER.CREATE.{stream}.>",
-        f"$JS.FC.{stream}.>",
+        f"{ROOT}.{t.subject_version}.{t.family}.{t.event}.{party}.{to}"
+        for t in catalog
+        if t.family in wanted
+        for to in addressees
     ]
 
 
-def _evidence_reader(names: BusNames) -> list[str]:
-    """``js.object_store(...)``, ``get_info`` and ``get`` (measured with nats-py 2.16)."""
-    obj = names.object_stream
-    return [
-        f"{JS_API}.STREAM.NAMES",  # js.subscribe() looks the stream up by subject
-        *_stream_info(obj),
-        *_direct_reader(obj),
-        *_ordered_reader(obj),
-    ]
-
-
-def _evidence_writer(names: BusNames) -> list[str]:
-    """``put``: chunks and the meta message are plain publishes under ``$O.<bucket>``."""
-    return [f"$O.{names.object_store}.>"]
-
-
-def region_permissions(region: str, names: BusNames = DEFAULT_NAMES) -> Permissions:
-    """A region: its own events, dead letters and alerts; its own durable; evidence."""
+def region_permissions(region: str, names: BusNames = DEFAULT_NAMES, regions: Iterable[str] = ()) -> Permissions:
+    """A region: its own events, dead letters and alerts; its own durable; evidence
+    (``regions``: every configured region, the addressees of its events)."""
     _check_code(region)
+    codes = list(dict.fromkeys([*regions, region]))
     publish = [
-        *publish_patterns(region, ANY_VERSION),
-        f"{DLQ_ROOT}.{region}.>",
-        f"{ALERT_ROOT}.{region}.>",
+        *event_subjects(region, [*(r for r in codes if r != region), BROADCAST]),
+        *(f"{DLQ_ROOT}.{region}.{code}" for code in sorted(REASON_CODES)),
+        *(f"{ALERT_ROOT}.{region}.{code}" for code in sorted(REASON_CODES)),
         f"{CHECKPOINT_ROOT}.{region}",
         f"{JS_API}.INFO",
         *_stream_info(names.stream, names.dead_letter_stream),
         *_durable_reader(names.stream, consumer_name(region)),
-        *_evidence_reader(names),
-        *_evidence_writer(names),
+        *_evidence_reader(names, codes),
+        *_evidence_writer(names, region),
     ]
-    subscribe = [*subscribe_patterns(region, ANY_VERSION), f"{inbox_prefix(region)}.>"]
+    subscribe = [*(p for v in ("*",) for p in subscribe_patterns(region, v)), f"{inbox_prefix(region)}.>"]
     return Permissions("region", tuple(publish), tuple(subscribe), publish_deny=_forged_roots(region))
 
 
-def coordinator_permissions(names: BusNames = DEFAULT_NAMES) -> Permissions:
-    """Reads everything through its durable ``coordinator``; publishes only escalations."""
+def coordinator_permissions(names: BusNames = DEFAULT_NAMES, regions: Iterable[str] = ()) -> Permissions:
+    """Reads everything by direct get; publishes only escalations."""
+    codes = list(regions)
     publish = [
-        f"{ROOT}.{ANY_VERSION}.{ESCALATION.family}.*.{COORDINATOR}.*",  # escalations, nothing else
+        *event_subjects(COORDINATOR, [*codes, BROADCAST], families=[ESCALATION.family]),
         f"{JS_API}.INFO",
         *_stream_info(names.stream, names.dead_letter_stream),
         *_durable_reader(names.stream, COORDINATOR_CONSUMER),
@@ -171,38 +192,32 @@ def coordinator_permissions(names: BusNames = DEFAULT_NAMES) -> Permissions:
         f"{JS_API}.STREAM.MSG.GET.{names.dead_letter_stream}",
         *_direct_reader(names.stream),
         *_direct_reader(names.dead_letter_stream),
-        *_evidence_reader(names),
+        *_evidence_reader(names, codes),
     ]
     subscribe = [f"{ROOT}.>", f"{inbox_prefix(COORDINATOR)}.>"]
-    return Permissions("coordinator", tuple(publish), tuple(subscribe), publish_deny=_forged_roots(COORDINATOR))
+    return Permissions(
+        "coordinator", tuple(dict.fromkeys(publish)), tuple(subscribe), publish_deny=_forged_roots(COORDINATOR)
+    )
 
 
-def auditor_permissions(names: BusNames = DEFAULT_NAMES) -> Permissions:
-    """Reads everything (direct gets, its own consumer ``audit``); publishes no event.
+def auditor_permissions(names: BusNames = DEFAULT_NAMES, regions: Iterable[str] = ()) -> Permissions:
+    """Reads everything by direct get; publishes no event and creates no consumer.
 
-    Consumers only under its own name: any create subject that admits another name — the
-    unnamed ``CONSUMER.CREATE.<stream>`` included, whose request body may carry
-    ``"name": "region-BJ"`` — lets its holder *rewrite* a region's durable (measured with
-    nats-server 2.15: the filter becomes whatever the request says).
+    A consumer-create request, whatever its subject, carries the consumer's configuration:
+    one with a ``deliver_subject`` makes the server publish every message it selects there
+    (on the bus, a subject a stream captures), and one named like a region's durable
+    rewrites it (measured with nats-server 2.15). Readers therefore read by sequence.
     """
     publish = [
         f"{JS_API}.INFO",
-        f"{JS_API}.STREAM.NAMES",
         *_stream_info(names.stream, names.dead_letter_stream),
         f"{JS_API}.CONSUMER.INFO.{names.stream}.>",
         f"{JS_API}.CONSUMER.NAMES.{names.stream}",
         f"{JS_API}.CONSUMER.LIST.{names.stream}",
+        *_direct_reader(names.stream),
+        *_direct_reader(names.dead_letter_stream),
+        *_evidence_reader(names, regions),
     ]
-    for stream in (names.stream, names.dead_letter_stream):
-        publish += [
-            *_direct_reader(stream),
-            f"{JS_API}.CONSUMER.CREATE.{stream}.{AUDIT_CONSUMER}",
-            f"{JS_API}.CONSUMER.CREATE.{stream}.{AUDIT_CONSUMER}.>",
-            f"{JS_API}.CONSUMER.DELETE.{stream}.{AUDIT_CONSUMER}",
-            *_durable_reader(stream, AUDIT_CONSUMER),
-            f"$JS.FC.{stream}.>",
-        ]
-    publish += _evidence_reader(names)
     subscribe = [f"{ROOT}.>", f"{inbox_prefix(AUDITOR)}.>"]
     return Permissions("auditor", tuple(dict.fromkeys(publish)), tuple(subscribe), publish_deny=(f"{ROOT}.>",))
 
@@ -221,22 +236,24 @@ def operator_permissions() -> Permissions:
 
 def permissions_for(party: str, regions: Iterable[str], names: BusNames = DEFAULT_NAMES) -> Permissions:
     """The permissions of ``party``: a configured region, ``COORD``, ``AUDIT`` or ``ADMIN``."""
+    codes = list(regions)
     if party == COORDINATOR:
-        return coordinator_permissions(names)
+        return coordinator_permissions(names, codes)
     if party == AUDITOR:
-        return auditor_permissions(names)
+        return auditor_permissions(names, codes)
     if party == OPERATOR:
         return operator_permissions()
-    if party in set(regions):
-        return region_permissions(party, names)
+    if party in set(codes):
+        return region_permissions(party, names, codes)
     raise ConfigError(f"{party} is neither a configured region nor one of COORD, AUDIT, {OPERATOR}", party=party)
 
 
 def parties(regions: Iterable[str]) -> list[str]:
     """Every party that gets a NATS identity: the regions, then ``COORD``, ``AUDIT``, ``ADMIN``."""
     codes = list(regions)
-    if OPERATOR in codes:
-        raise ConfigError(f"{OPERATOR} is reserved for the operator identity; it cannot be a region code")
+    for reserved in (OPERATOR, BUS_ACCOUNT):
+        if reserved in codes:
+            raise ConfigError(f"{reserved} is reserved (operator identity, bus account); it cannot be a region code")
     return [*codes, COORDINATOR, AUDITOR, OPERATOR]
 
 

@@ -37,7 +37,7 @@ async def test_region_runs_its_adapter_with_only_its_identity(secure_bus: Secure
     await secure_bus.state("BJ", rid, "received")
     await tj.client.send(rid, "lead.accepted", PAYLOADS["lead.accepted"])
     await secure_bus.state("BJ", rid, "accepted")
-    got = await tj.client.download(ref, secure_bus.root / "evidence" / "video.mp4")
+    got = await tj.client.download(ref, secure_bus.root / "evidence" / "video.mp4", owner="BJ")
     assert got.read_bytes() == video
     assert [d.event.envelope.event_type for d in secure_bus.received["TJ"]] == ["lead.submitted"]
     assert [d.event.envelope.event_type for d in secure_bus.received["BJ"]] == ["lead.received", "lead.accepted"]
@@ -166,15 +166,16 @@ async def test_auditor_reads_the_stream_and_publishes_nothing(secure_bus: Secure
     nc = await secure_bus.connect("AUDIT")
     js = nc.jetstream()
 
-    # reads: direct gets and its own consumer
+    # reads: by sequence (direct gets), never through a consumer of its own
     assert await secure_bus.stream_subjects() == [
         "xregion.v1.lead.submitted.BJ.TJ",
         "xregion.v1.lead.received.TJ.BJ",
     ]
+    assert (await js.get_msg("XREGION", 2, direct=True)).subject == "xregion.v1.lead.received.TJ.BJ"
     audit = api.ConsumerConfig(name="audit", ack_policy=api.AckPolicy.EXPLICIT, inactive_threshold=30.0)
-    await js.add_consumer("XREGION", audit, timeout=2.0)
-    sub = await js.pull_subscribe_bind(durable="audit", stream="XREGION")
-    assert len(await sub.fetch(2, timeout=5.0)) == 2
+    with pytest.raises(REFUSED):
+        await js.add_consumer("XREGION", audit, timeout=1.0)
+    await secure_bus.log.wait_violation("$js.api.consumer.create.xregion.audit", "AUDIT")
 
     # publishes nothing: neither an event nor a dead letter
     for subject in ("xregion.v1.lead.submitted.BJ.TJ", "xregion.dlq.BJ.bad_signature"):

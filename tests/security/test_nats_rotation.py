@@ -1,6 +1,8 @@
-"""An NKey is rotated without downtime: add the new user, reload, switch, remove the old
-one, reload (ops/README.md). The adapter keeps working throughout; afterwards the old key
-is refused."""
+"""A party's certificate is its identity: it is renewed without downtime and revoked before
+it expires (ops/README.md "Certificates"). The new certificate is pinned next to the old one
+(``gen-config`` pins every file in ``tls/clients``), the server reloaded, the adapter switched;
+then the old certificate's file is removed, the pins regenerated and the server reloaded:
+from then on the old certificate is refused, though the CA still vouches for it."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from tests.bus import eventually
 from tests.security.secure_bus import SecureBus
 from xregion.cli import app
 from xregion.examples import PAYLOADS
-from xregion.runtime.connection import AuthenticationFailed, connect
-from xregion.runtime.identities import new_seed, public_key, public_keys_path, seed_path, write_seed
+from xregion.runtime.certs import Authority, _write_cert, _write_key, client_files, tls_dir
+from xregion.runtime.connection import ClientIdentity, ConnectionSecurityError, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -24,60 +26,55 @@ def gen_config(bus: SecureBus) -> None:
     assert result.exit_code == 0, result.output
 
 
-async def test_nkey_rotation_without_downtime(secure_bus: SecureBus) -> None:
+async def admitted(bus: SecureBus, identity: ClientIdentity) -> bool:
+    try:
+        nc = await connect(bus.server.url, "probe", identity)
+    except ConnectionSecurityError:
+        return False
+    await nc.close()
+    return True
+
+
+async def test_certificate_rotation_and_revocation_without_downtime(secure_bus: SecureBus) -> None:
     (old,) = await secure_bus.start("BJ")
     await secure_bus.start("TJ")
-    old_seed = secure_bus.security.identity("BJ").nkey_seed
-    assert old_seed is not None
+    root = secure_bus.security.root
+    current = client_files(root, "BJ")
+    retired_cert, retired_key = secure_bus.root / "BJ-retired.pem", secure_bus.root / "BJ-retired-key.pem"
 
-    # 1. the agency generates a new key and hands over its public half; the operator adds it
-    new_seed_file = secure_bus.root / "agency-BJ" / "BJ.nk"
-    write_seed(new_seed_file, new_seed())
-    new_public = public_key(new_seed_file.read_text().strip())
-    public_keys_path(secure_bus.security.root, "BJ").write_text(new_public + "\n")
+    # 1. the CA issues BJ a new certificate (same party URI, new key): pinned next to the old one
+    ca = Authority.load(tls_dir(root) / "ca.pem", tls_dir(root) / "ca-key.pem")
+    key, cert = ca.issue("BJ", unit="client", client=True)
+    new_cert, new_key = tls_dir(root) / "clients" / "BJ-2.pem", secure_bus.root / "BJ-2-key.pem"
+    _write_cert(new_cert, cert)
+    _write_key(new_key, key)
+    new_identity = replace(secure_bus.security.identity("BJ"), tls_cert=new_cert, tls_key=new_key)
+    assert not await admitted(secure_bus, new_identity), "a certificate not yet pinned must be refused"
     gen_config(secure_bus)
-    assert (secure_bus.security.root / "auth.conf").read_text().count("# BJ (region)") == 2  # old and new
     secure_bus.server.reload()
-    new_identity = secure_bus.security.identity("BJ")
-    new_identity = type(new_identity)(
-        "BJ", new_seed_file, new_identity.tls_ca, new_identity.tls_cert, new_identity.tls_key
-    )
+    await eventually(lambda: admitted(secure_bus, new_identity), 10.0, "the server to admit BJ's new certificate")
 
-    async def new_key_admitted() -> bool:
-        try:
-            nc = await connect(secure_bus.server.url, "probe", new_identity)
-        except AuthenticationFailed:
-            return False
-        await nc.close()
-        return True
-
-    await eventually(new_key_admitted, 10.0, "the server to admit BJ's new key after the reload")
-
-    # the running adapter (old key) is not disturbed
+    # the running adapter (old certificate) is not disturbed
     sent = await old.client.open("lead.submitted", to="TJ", data=PAYLOADS["lead.submitted"])
     await secure_bus.state("BJ", sent.envelope.subject, "received")
 
-    # 2. BJ switches to the new key (restart with the new seed; its outbox and store are kept)
+    # 2. BJ switches (restart with the new certificate; outbox and store kept), 3. the old one is revoked
     await old.stop()
     del secure_bus.adapters["BJ"]
-    old_seed.rename(secure_bus.root / "BJ-retired.nk")  # 3. the operator retires the old key
-    seed_path(secure_bus.security.root, "BJ").write_text(new_seed_file.read_text())
-    public_keys_path(secure_bus.security.root, "BJ").unlink()
+    current.cert.rename(retired_cert)
+    current.key.rename(retired_key)
+    new_cert.rename(current.cert)
+    new_key.rename(current.key)
     gen_config(secure_bus)
     secure_bus.server.reload()
     (new,) = await secure_bus.start("BJ")
     second = await new.client.open("lead.submitted", to="TJ", data=PAYLOADS["lead.submitted"])
     await secure_bus.state("BJ", second.envelope.subject, "received")
 
-    retired = replace(new_identity, nkey_seed=secure_bus.root / "BJ-retired.nk")
+    retired = replace(secure_bus.security.identity("BJ"), tls_cert=retired_cert, tls_key=retired_key)
 
-    async def old_key_refused() -> bool:
-        try:
-            nc = await connect(secure_bus.server.url, "probe", retired)
-        except AuthenticationFailed:
-            return True
-        await nc.close()
-        return False
+    async def old_refused() -> bool:
+        return not await admitted(secure_bus, retired)
 
-    await eventually(old_key_refused, 10.0, "the server to refuse BJ's retired key")
+    await eventually(old_refused, 10.0, "the server to refuse BJ's revoked certificate")
     assert "Violation" not in secure_bus.server_log()

@@ -22,7 +22,6 @@ from xregion.adapter import Adapter, Delivery
 from xregion.examples import PAYLOADS
 from xregion.permissions import OPERATOR
 from xregion.runtime.backup import backup_stream, restore_stream
-from xregion.runtime.certs import server_files
 from xregion.runtime.cluster import ClusterConfig, EmbeddedCluster
 from xregion.runtime.connection import connect
 from xregion.runtime.operator import apply_topology
@@ -41,9 +40,7 @@ def security(tmp_path: Path) -> SecurityDir:
 
 @pytest.fixture
 def cluster(tmp_path: Path, security: SecurityDir) -> Iterator[EmbeddedCluster]:
-    config = ClusterConfig(
-        store_root=tmp_path / "cluster", size=3, auth_file=security.auth_file, tls=server_files(security.root)
-    )
+    config = security.secure(ClusterConfig(store_root=tmp_path / "cluster", size=3))
     running = EmbeddedCluster(config).start()
     try:
         yield running

@@ -1,77 +1,112 @@
-"""The permission sets are derived from the subject grammar and the region registry: no
-party may create or rewrite a consumer on the event stream except the operator, and a new
-region is a configuration change."""
+"""The permission sets and the accounts are derived from the subject grammar, the event
+catalog and the region registry: no party may create or rewrite a consumer, every event
+subject is enumerated (no wildcard in a token), each party reaches the bus only through the
+imports of what it may publish, and a new region is a configuration change."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
 
-from xregion.errors import ConfigError
+import xregion
+from xregion.contracts.catalog import CATALOG
+from xregion.errors import ConfigError, XRegionError
 from xregion.permissions import (
+    BUS_ACCOUNT,
     OPERATOR,
     auditor_permissions,
     coordinator_permissions,
+    event_subjects,
     parties,
     permissions_for,
     region_permissions,
 )
-from xregion.runtime.identities import new_seed, public_key, render_authorization
+from xregion.reasons import REASON_CODES
+from xregion.runtime.identities import imports, party_uri, render_accounts
+
+REGIONS = ["BJ", "TJ", "HE"]
 
 
-def test_region_publishes_only_as_itself_and_reads_only_its_own() -> None:
-    perms = region_permissions("BJ")
-    events = [
-        p
-        for p in perms.publish
-        if p.startswith("xregion.") and not p.startswith(("xregion.dlq", "xregion.alert", "xregion.checkpoint"))
-    ]
-    assert events == ["xregion.*.*.*.BJ.*"]
-    assert "xregion.dlq.BJ.>" in perms.publish and "xregion.alert.BJ.>" in perms.publish
-    assert "xregion.checkpoint.BJ" in perms.publish  # its own signed checkpoints only
-    assert perms.publish_deny == ("xregion.dlq.*.*.BJ.*", "xregion.alert.*.*.BJ.*", "xregion.checkpoint.*.*.BJ.*")
+def test_region_publishes_only_its_own_enumerated_events() -> None:
+    perms = region_permissions("BJ", regions=REGIONS)
+    events = [p for p in perms.publish if p.startswith("xregion.v")]
+    assert all(".BJ." in e and e.split(".")[4] == "BJ" for e in events)
+    assert not [e for e in events if "*" in e or ">" in e], "no wildcard in an event subject"
+    kinds = {t for t in CATALOG if t.family != "escalation"}
+    assert len(events) == len(kinds) * 3  # to TJ, HE, ALL — never to itself, never an escalation
+    assert "xregion.v1.lead.submitted.BJ.TJ" in events and "xregion.v1.lead.submitted.BJ.BJ" not in events
+    assert not [e for e in events if ".escalation." in e]
+    assert "xregion.dlq.BJ.bad_signature" in perms.publish and "xregion.alert.BJ.chain_gap" in perms.publish
+    assert not [p for p in perms.publish if p.startswith(("xregion.dlq", "xregion.alert")) and p.endswith((".*", ">"))]
+    assert "xregion.checkpoint.BJ" in perms.publish
     assert perms.subscribe == ("xregion.*.*.*.*.BJ", "xregion.*.*.*.*.ALL", "_INBOX_BJ.>")
 
 
 @pytest.mark.parametrize("party", ["BJ", "TJ", "HE", "COORD", "AUDIT"])
-def test_nobody_but_the_operator_can_touch_event_stream_consumers(party: str) -> None:
-    perms = permissions_for(party, ["BJ", "TJ", "HE"])
+def test_nobody_but_the_operator_creates_consumers_or_deletes(party: str) -> None:
+    perms = permissions_for(party, REGIONS)
     assert "$JS.API.>" not in perms.publish
     for pattern in perms.publish:
-        if pattern.startswith(("$JS.API.CONSUMER.CREATE.XREGION", "$JS.API.CONSUMER.DURABLE.CREATE.XREGION")):
-            assert pattern.split(".")[5] == "audit" and party == "AUDIT", pattern
+        assert ".CONSUMER.CREATE." not in pattern and ".CONSUMER.DURABLE.CREATE." not in pattern, pattern
         assert not pattern.startswith(("$JS.API.STREAM.CREATE", "$JS.API.STREAM.UPDATE", "$JS.API.STREAM.PURGE"))
-        assert not pattern.startswith(("$JS.API.STREAM.DELETE", "$JS.API.STREAM.MSG.DELETE"))
+        assert not pattern.startswith(("$JS.API.STREAM.DELETE", "$JS.API.STREAM.MSG.DELETE", "$JS.FC."))
         assert not pattern.startswith(("$JS.API.STREAM.SNAPSHOT", "$JS.API.STREAM.RESTORE", "$JS.SNAPSHOT"))
     assert permissions_for(OPERATOR, []).publish == ("$JS.API.>", "$JS.SNAPSHOT.>")
 
 
-def test_region_reads_its_own_durable_only() -> None:
-    perms = region_permissions("TJ")
+def test_region_reads_its_own_durable_and_writes_its_own_evidence_only() -> None:
+    perms = region_permissions("TJ", regions=REGIONS)
     assert "$JS.API.CONSUMER.MSG.NEXT.XREGION.region-TJ" in perms.publish
     assert not [p for p in perms.publish if ".XREGION.region-" in p and "region-TJ" not in p]
     assert not [
-        p for p in perms.publish if p.startswith(("$JS.API.STREAM.MSG.GET.XREGION", "$JS.API.DIRECT.GET.XREGION"))
+        p for p in perms.publish if p.startswith(("$JS.API.STREAM.MSG.GET.XREGION", "$JS.API.DIRECT.GET.XREGION."))
     ]
+    assert "$JS.API.DIRECT.GET.XREGION" not in perms.publish
+    assert [p for p in perms.publish if p.startswith("$O.")] == ["$O.XREGION_EVIDENCE_TJ.>"]
+    for region in REGIONS:  # reads every region's evidence by direct get
+        assert f"$JS.API.DIRECT.GET.OBJ_XREGION_EVIDENCE_{region}.>" in perms.publish
 
 
 def test_coordinator_and_auditor() -> None:
-    coord, audit = coordinator_permissions(), auditor_permissions()
-    assert [p for p in coord.publish if p.startswith("xregion.")] == ["xregion.*.escalation.*.COORD.*"]
+    coord, audit = coordinator_permissions(regions=REGIONS), auditor_permissions(regions=REGIONS)
+    escalations = [p for p in coord.publish if p.startswith("xregion.")]
+    assert escalations and all(p.split(".")[2] == "escalation" and p.split(".")[4] == "COORD" for p in escalations)
     assert "xregion.>" in coord.subscribe and "xregion.>" in audit.subscribe
     assert audit.publish_deny == ("xregion.>",) and not [p for p in audit.publish if p.startswith("xregion.")]
+    for perms in (coord, audit):
+        assert "$JS.API.DIRECT.GET.XREGION" in perms.publish and "$JS.API.DIRECT.GET.XREGION_DLQ" in perms.publish
 
 
 def test_a_new_region_is_configuration() -> None:
     assert parties(["BJ", "TJ", "HE", "SD"]) == ["BJ", "TJ", "HE", "SD", "COORD", "AUDIT", "ADMIN"]
     assert region_permissions("SD").subscribe[0] == "xregion.*.*.*.*.SD"
+    assert "xregion.v1.lead.submitted.BJ.SD" in event_subjects("BJ", ["SD"])
     with pytest.raises(ConfigError):
         permissions_for("XX", ["BJ"])
-    with pytest.raises(ConfigError):
-        parties(["BJ", "ADMIN"])
+    for reserved in ("ADMIN", BUS_ACCOUNT):
+        with pytest.raises(ConfigError):
+            parties(["BJ", reserved])
 
 
-def test_authorization_block_lists_every_key_of_every_party() -> None:
-    keys = {"BJ": [public_key(new_seed()), public_key(new_seed())], "ADMIN": [public_key(new_seed())]}
-    text = render_authorization(keys, ["BJ"])
-    assert text.count("nkey:") == 3 and text.count("# BJ (region)") == 2
-    assert '"$JS.API.CONSUMER.MSG.NEXT.XREGION.region-BJ"' in text
+def test_accounts_import_exactly_what_each_party_may_publish() -> None:
+    text = render_accounts(REGIONS)
+    for party in ("BJ", "TJ", "HE", "COORD", "AUDIT"):
+        assert f"  {party}: {{" in text and f'user: "{party_uri(party)}"' in text
+        for subject in imports(permissions_for(party, REGIONS), party):
+            assert f'{{ service: {{ account: BUS, subject: "{subject}" }} }}' in text
+    assert f'user: "{party_uri("ADMIN")}"' in text and "jetstream: enabled" in text
+    assert text.count("jetstream: enabled") == 1  # only the bus account has JetStream
+    assert '{ service: "$JS.API.CONSUMER.MSG.NEXT.XREGION.region-BJ", accounts: ["BJ"], response_type: stream }' in text
+    assert "nkey" not in text
+
+
+def test_reason_codes_are_every_code_the_package_defines() -> None:
+    for module in pkgutil.walk_packages(xregion.__path__, "xregion."):
+        importlib.import_module(module.name)
+
+    def subclasses(cls: type) -> list[type]:
+        return [c for s in cls.__subclasses__() for c in (s, *subclasses(s))]
+
+    assert {c.code for c in subclasses(XRegionError)} | {XRegionError.code} == set(REASON_CODES)

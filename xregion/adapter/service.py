@@ -232,10 +232,10 @@ class Adapter:
 
     async def _run_parts(self) -> None:
         js = self.broker.connection.jetstream(domain=self.settings.js_domain)
-        # A region connecting with its own NKey identity may not create streams or consumers
+        # A region connecting with its own identity may not create streams or consumers
         # (the operator, ADMIN, declares them): it only verifies they exist.
         self.topology = await ensure_topology(
-            js, self.settings, (self.region,), versions=self.versions, declare=self.identity.nkey_seed is None
+            js, self.settings, (self.region,), versions=self.versions, declare=not self.identity.authenticated
         )
         for drift in self.topology.drift:
             log.warning("stream settings differ from xregion defaults; left unchanged", region=self.region, drift=drift)

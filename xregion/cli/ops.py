@@ -49,11 +49,10 @@ def gen_config(
         typer.Option("--node-host", help="Host name of cluster node i (repeat; default xregion-n1..n3)."),
     ] = None,
 ) -> None:
-    """NKey users for every configured region, COORD, AUDIT and ADMIN, and the server's
-    authorization block OUT/auth.conf. Existing seeds are kept, and public keys handed over
-    by agencies in OUT/nkeys/<PARTY>.pub (one a line) are users too. Generated seeds are
-    DEVELOPMENT identities: in production each agency keeps its own seed."""
-    from xregion.runtime.identities import AUTH_FILE, write_auth_config
+    """The server's accounts OUT/auth.conf: the bus account (streams, evidence, ADMIN) and one
+    account per configured region, COORD and AUDIT, each user being the client certificate
+    whose URI SAN is urn:xregion:party:<CODE> (gen-certs issues development ones)."""
+    from xregion.runtime.identities import AUTH_FILE, PINNED_FILE, party_uri, write_auth_config, write_pinned_certs
 
     if cluster:
         from xregion.runtime.cluster import OpsLayout, write_ops_configs
@@ -63,15 +62,13 @@ def gen_config(
             console.print(f"server config {path}", highlight=False)
 
     try:
-        identities = write_auth_config(out, load_config().regions.codes)
+        admitted = write_auth_config(out, load_config().regions.codes)
+        pinned = write_pinned_certs(out)
     except XRegionError as exc:
         raise fail(exc) from None
-    for party, identity in identities.items():
-        for key in identity.public_keys:
-            console.print(f"{party:6} {key}  {identity.seed_file or '(public key only)'}", highlight=False)
-    console.print(
-        f"authorization: {out / AUTH_FILE}; seeds (mode 0600, throw-away development identities) under {out / 'nkeys'}"
-    )
+    for party in admitted:
+        console.print(f"{party:6} certificate URI SAN {party_uri(party)}", highlight=False)
+    console.print(f"accounts: {out / AUTH_FILE}; {len(pinned)} client certificates pinned in {out / PINNED_FILE}")
 
 
 @app.command("gen-certs")
@@ -87,9 +84,11 @@ def gen_certs(
     OUT/tls. DEVELOPMENT ONLY: production certificates come from the agency's CA."""
     from xregion.permissions import parties
     from xregion.runtime.certs import DEFAULT_HOSTS, write_dev_pki
+    from xregion.runtime.identities import write_pinned_certs
 
     try:
         pki = write_dev_pki(out, parties(load_config().regions.codes), hosts=host or DEFAULT_HOSTS, renew=renew)
+        write_pinned_certs(out)
     except XRegionError as exc:
         raise fail(exc) from None
     console.print(f"CA      {pki.ca}  (key {pki.ca_key}, mode 0600)", highlight=False)
@@ -160,7 +159,7 @@ def backup(
     from xregion.runtime.backup import bus_streams
 
     url, settings, identity = _operator(nats_url, tls_ca, tls_cert, tls_key, nkey_seed)
-    streams = tuple(stream) if stream else bus_streams(settings)
+    streams = tuple(stream) if stream else bus_streams(settings, load_config().regions.codes)
     try:
         backups = asyncio.run(operator.backup(url, out, streams, identity=identity))
     except XRegionError as exc:

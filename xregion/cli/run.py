@@ -159,13 +159,9 @@ def _broker_cluster(
         client_ports=[port + i for i in range(size)],
         route_ports=[free_port(host) for _ in range(size)],
         sync_always=sync_always,
-        auth_file=sec.auth_file if sec else None,
-        tls=None,
     )
     if sec is not None:
-        from xregion.runtime.certs import server_files
-
-        config.tls = server_files(sec.root)
+        sec.secure(config)
     the_cluster = EmbeddedCluster(config)
     settings = RuntimeSettings(replicas=size)
     try:

@@ -21,7 +21,7 @@ async def declare_streams(coordinator: Coordinator) -> None:
     """On an open development server (no identity) declare the streams, as an adapter does;
     a secured server's operator has declared them (``xregion broker`` / ``xregion ops
     apply-topology``). The coordinator needs no consumer: it reads by sequence."""
-    if coordinator.identity.nkey_seed is not None:
+    if coordinator.identity.authenticated:
         return
     nc = await connect(coordinator.nats_url, "xregion-dashboard-topology", coordinator.identity)
     try:

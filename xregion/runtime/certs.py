@@ -10,7 +10,8 @@ good for a laptop, a test or a demo:
 ``tls/ca.pem``                      the development CA certificate (every party trusts it)
 ``tls/ca-key.pem``                  its private key (mode 0600; needed only to issue more)
 ``tls/server.pem`` / ``-key.pem``   nats-server, SAN ``127.0.0.1``, ``localhost`` (+ ``hosts``)
-``tls/clients/<PARTY>.pem``         client certificate, CN = the party code
+``tls/clients/<PARTY>.pem``         client certificate, CN = the party code, URI SAN
+                                    ``urn:xregion:party:<PARTY>`` (the server maps it to the party)
 ``tls/clients/<PARTY>-key.pem``     its private key (mode 0600)
 =================================== ===========================================================
 
@@ -32,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEFAULT_HOSTS = ("127.0.0.1", "localhost")
+PARTY_URI = "urn:xregion:party:"
+"""Prefix of the URI SAN that names a party (``xregion.runtime.identities.party_uri``)."""
 VALID_DAYS = 365
 TLS_DIR = "tls"
 
@@ -138,7 +141,8 @@ class Authority:
     def issue(
         self, common_name: str, *, unit: str, server_hosts: Iterable[str] = (), client: bool = False
     ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-        """A leaf certificate: a server one (with SANs) or a client one (CN = party)."""
+        """A leaf certificate: a server one (with SANs) or a client one (CN = party, and the
+        URI SAN ``urn:xregion:party:<PARTY>`` that the server maps to the party's user)."""
         key = ec.generate_private_key(ec.SECP256R1())
         # A server certificate also authenticates its server as a client: cluster routes and
         # leaf-node links are mutual TLS between servers.
@@ -153,9 +157,11 @@ class Authority:
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
         )
-        hosts = list(server_hosts)
-        if hosts:
-            builder = builder.add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
+        names: list[x509.GeneralName] = [_san(h) for h in server_hosts]
+        if client:
+            names.append(x509.UniformResourceIdentifier(f"{PARTY_URI}{common_name}"))
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         return key, builder.sign(self.key, hashes.SHA256())
 
 

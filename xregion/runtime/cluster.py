@@ -59,6 +59,10 @@ class ClusterConfig:
     tls: TlsFiles | None = None
     """Client TLS; also used (mutual) on the routes unless ``route_tls`` is given."""
     route_tls: TlsFiles | None = None
+    tls_map: bool = False
+    """Client certificates are the users (``verify_and_map``; :mod:`xregion.runtime.identities`)."""
+    pinned_file: Path | None = None
+    """The client certificates admitted (``pinned.conf``)."""
     conf_dir: Path | None = None
     """Where the rendered files live (for ``include``); default each node's store directory."""
 
@@ -100,6 +104,8 @@ class ClusterConfig:
             sync_always=self.sync_always,
             auth_file=self.auth_file,
             tls=self.tls,
+            tls_map=self.tls_map,
+            pinned_file=self.pinned_file,
             extra=self.cluster_block(index),
             conf_dir=self.conf_dir,
         )

@@ -14,6 +14,7 @@ files, own inbox prefix), the nats-py options, and what its errors mean.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import ssl
@@ -102,6 +103,12 @@ class ClientIdentity:
     def uses_tls(self) -> bool:
         return self.tls_ca is not None or self.tls_cert is not None
 
+    @property
+    def authenticated(self) -> bool:
+        """Does it present credentials (a client certificate, which the secured broker maps to
+        a party, or an NKey)? Without any it is an open development server's client."""
+        return self.tls_cert is not None or self.nkey_seed is not None
+
     def ssl_context(self) -> ssl.SSLContext | None:
         """Verify the server against ``tls_ca`` and present ``tls_cert``/``tls_key``."""
         if not self.uses_tls:
@@ -165,14 +172,32 @@ def explain(exc: BaseException, identity: ClientIdentity, url: str = "") -> Conn
             )
         return TlsClientRejected(f"TLS handshake with the NATS server{where} failed: {reason}", party=identity.party)
     if "authorization violation" in text.lower() or type(exc).__name__ == "AuthorizationError":
-        how = f"the NKey in {identity.nkey_seed}" if identity.nkey_seed else "no NKey (--nkey-seed)"
+        if identity.tls_cert is not None:
+            how = (
+                f"the client certificate {identity.tls_cert} names no party the server admits "
+                "(its URI SAN must be urn:xregion:party:<CODE>; `xregion ops gen-certs --renew` issues such ones)"
+            )
+        elif identity.nkey_seed is not None:
+            how = f"the NKey in {identity.nkey_seed} is not one of its users"
+        else:
+            how = "no credentials were given (--tls-cert/--tls-key)"
         return AuthenticationFailed(
-            f"the NATS server{where} refused {who}'s identity: authorization violation — {how} is not one of its users",
+            f"the NATS server{where} refused {who}'s identity: authorization violation — {how}",
             party=identity.party,
         )
-    if identity.uses_tls and identity.tls_cert is None and isinstance(exc, BrokenPipeError | ConnectionResetError):
+    if identity.uses_tls and isinstance(exc, BrokenPipeError | ConnectionResetError):
+        if identity.tls_cert is None:
+            return TlsClientRejected(
+                f"the NATS server{where} closed the TLS handshake: it requires a client certificate "
+                "(--tls-cert/--tls-key)",
+                party=identity.party,
+            )
+        # Before the first connection only (the gate): a server that pins certificates closes
+        # the connection right after a handshake with one it does not pin.
         return TlsClientRejected(
-            f"the NATS server{where} closed the TLS handshake: it requires a client certificate (--tls-cert/--tls-key)",
+            f"the NATS server{where} closed the connection after the TLS handshake: it does not accept "
+            f"{who}'s client certificate {identity.tls_cert} (not among its pinned certificates: revoked, or "
+            "issued after the server's pinned.conf was generated — see ops/README.md \"Certificates\")",
             party=identity.party,
         )
     return None
@@ -203,9 +228,18 @@ class ConnectGate:
 
     def __init__(self) -> None:
         self.established = False
+        self.refused: ConnectionSecurityError | None = None
+        """The security failure seen before the gate opened (a server that closes the
+        connection right after the handshake does so after nats-py's connect returned)."""
+        self.connecting = True
+        """nats-py's connect is under way: a security failure is raised into it. Afterwards
+        it is only recorded (raising would escape from nats-py's reconnect task)."""
 
     def open(self) -> None:
         self.established = True
+
+
+FIRST_ROUND_TRIP_S = 2
 
 
 def connection_options(
@@ -237,8 +271,11 @@ def connection_options(
         if not gate.established:
             refused = explain(exc, identity, url)
             if refused is not None:
+                gate.refused = refused
                 security_event(refused.code, client=name, party=identity.party, detail=refused.message[:300])
-                raise refused
+                if gate.connecting:
+                    raise refused
+                return
         log.warning("nats connection error", client=name, error=type(exc).__name__, detail=str(exc)[:200])
 
     async def on_disconnect() -> None:
@@ -271,5 +308,14 @@ async def connect(url: str, name: str, identity: ClientIdentity | None = None) -
 
     gate = ConnectGate()
     nc = await nats.connect(url.split(","), **connection_options(name, identity, gate=gate, url=url))
+    gate.connecting = False
+    # One round trip before the connection counts as established: a server refusing the
+    # client's certificate after the TLS handshake (not pinned) closes it only now.
+    with contextlib.suppress(Exception):
+        await nc.flush(timeout=FIRST_ROUND_TRIP_S)
+    if gate.refused is not None:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise gate.refused
     gate.open()
     return nc

@@ -3,11 +3,11 @@ gen-config`` and ``gen-certs`` lay them out, and what the server and each party 
 
 ::
 
-    DIR/auth.conf              users and permissions (included by the server configuration)
-    DIR/nkeys/<PARTY>.nk       NKey seeds (mode 0600)
+    DIR/auth.conf              accounts, users and permissions (included by the server configuration)
+    DIR/pinned.conf            the client certificates admitted (included in its tls block)
     DIR/tls/ca.pem             the CA every party trusts
     DIR/tls/server.pem, -key   the server's certificate
-    DIR/tls/clients/<PARTY>.pem, -key.pem
+    DIR/tls/clients/<PARTY>.pem, -key.pem   a party's certificate: its identity
 
 ``xregion broker`` and ``xregion demo`` create a development one if absent
 (:func:`ensure_dev_security`); in production the same layout holds each agency's own files.
@@ -18,13 +18,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from xregion.permissions import DEFAULT_NAMES, BusNames, parties
 from xregion.runtime.certs import DEFAULT_HOSTS, client_files, server_files, write_dev_pki
+from xregion.runtime.cluster import ClusterConfig
 from xregion.runtime.connection import ClientIdentity
-from xregion.runtime.identities import AUTH_FILE, seed_path, write_auth_config
+from xregion.runtime.identities import AUTH_FILE, PINNED_FILE, write_auth_config, write_pinned_certs
 from xregion.runtime.server import ServerConfig
 from xregion.runtime.settings import RuntimeSettings
+
+Secured = TypeVar("Secured", ServerConfig, ClusterConfig)
 
 
 @dataclass(frozen=True)
@@ -36,37 +40,39 @@ class SecurityDir:
         return self.root / AUTH_FILE
 
     def identity(self, party: str) -> ClientIdentity:
-        """How ``party`` connects: its NKey seed and client certificate from this directory."""
+        """How ``party`` connects: its client certificate from this directory."""
         files = client_files(self.root, party)
         return ClientIdentity(
             party=party,
-            nkey_seed=seed_path(self.root, party),
             tls_ca=files.ca,
             tls_cert=files.cert,
             tls_key=files.key,
         )
 
     def has_identity(self, party: str) -> bool:
-        """Are ``party``'s seed and client certificate here (an operator holds only ADMIN's)?"""
+        """Is ``party``'s client certificate here (an operator holds only ADMIN's)?"""
         identity = self.identity(party)
-        return all(p is not None and p.exists() for p in (identity.nkey_seed, identity.tls_cert, identity.tls_key))
+        return all(p is not None and p.exists() for p in (identity.tls_cert, identity.tls_key))
 
     def settings_for(self, party: str, base: RuntimeSettings) -> RuntimeSettings:
-        """``base`` with ``party``'s NKey seed and TLS files (one adapter's settings)."""
+        """``base`` with ``party``'s TLS files (one adapter's settings)."""
         identity = self.identity(party)
         return base.model_copy(
             update={
-                "nkey_seed": identity.nkey_seed,
+                "nkey_seed": None,
                 "tls_ca": identity.tls_ca,
                 "tls_cert": identity.tls_cert,
                 "tls_key": identity.tls_key,
             }
         )
 
-    def secure(self, config: ServerConfig) -> ServerConfig:
-        """``config`` with this directory's users (``auth.conf``) and mutual TLS."""
+    def secure(self, config: Secured) -> Secured:
+        """``config`` (one server's or a cluster's) with this directory's accounts
+        (``auth.conf``) and mutual TLS whose client certificates are the users."""
         config.auth_file = self.auth_file
         config.tls = server_files(self.root)
+        config.tls_map = True
+        config.pinned_file = self.root / PINNED_FILE
         return config
 
 
@@ -86,4 +92,7 @@ def ensure_dev_security(
         write_auth_config(root, codes, names)
     if not server_files(root).cert.exists():
         write_dev_pki(root, parties(codes), hosts=hosts)
+        write_pinned_certs(root)
+    elif not (root / PINNED_FILE).exists():
+        write_pinned_certs(root)
     return found

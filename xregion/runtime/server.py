@@ -64,6 +64,12 @@ class ServerConfig:
     tls: TlsFiles | None = None
     """Mutual TLS: the server's certificate and key, and the CA that client certificates must
     chain to (``verify: true``)."""
+    pinned_file: Path | None = None
+    """``pinned_certs`` of the client certificates admitted (included in the ``tls`` block;
+    :func:`xregion.runtime.identities.write_pinned_certs`)."""
+    tls_map: bool = False
+    """The client certificate is the user (``verify_and_map``): the accounts of ``auth_file``
+    name users by the URI SAN of their certificates (:mod:`xregion.runtime.identities`)."""
     extra: list[str] = field(default_factory=list)
     """Further configuration blocks (cluster, leaf nodes) rendered verbatim."""
     jetstream: bool = True
@@ -99,22 +105,25 @@ class ServerConfig:
         if self.http_port is not None:
             lines.append(f"http: {self.host}:{self.http_port}")
         if self.auth_file is not None:
-            # nats-server resolves an include relative to the including file (even an absolute
-            # path): the configuration is written into the store directory.
-            relative = os.path.relpath(self.auth_file.resolve(), (self.conf_dir or self.store_dir).resolve())
-            lines.append(f'include "{Path(relative).as_posix()}"')
+            lines.append(f'include "{self._relative(self.auth_file)}"')
         if self.tls is not None:
             lines += [
                 "tls {",
                 f"  cert_file: {_path(self.tls.cert)}",
                 f"  key_file: {_path(self.tls.key)}",
                 f"  ca_file: {_path(self.tls.ca)}",
-                "  verify: true",
+                "  verify_and_map: true" if self.tls_map else "  verify: true",
                 "  timeout: 2",
+                *([f'  include "{self._relative(self.pinned_file)}"'] if self.pinned_file is not None else []),
                 "}",
             ]
         lines.extend(self.extra)
         return "\n".join(lines) + "\n"
+
+    def _relative(self, path: Path) -> str:
+        # nats-server resolves an include relative to the including file (even an absolute
+        # path): the configuration is written into the store directory (or conf_dir).
+        return Path(os.path.relpath(path.resolve(), (self.conf_dir or self.store_dir).resolve())).as_posix()
 
 
 def _path(path: Path) -> str:

@@ -145,8 +145,13 @@ async def test_duplicate_members_and_non_canonical_bytes_are_refused(
     duplicate = body.replace(b'"title":', b'"title":"\xe6\x81\xb6\xe6\x84\x8f","title":', 1)
     spaced = json.dumps(json.loads(body), ensure_ascii=False, indent=1).encode()
     escaped = json.dumps(json.loads(body), ensure_ascii=True, sort_keys=True, separators=(",", ":")).encode()
-    cases = [(duplicate, "duplicate_member"), (spaced, "not_canonical"), (escaped, "not_canonical"),
-             (body + b"\n", "not_canonical"), (b"\xef\xbb\xbf" + body, "malformed_json")]
+    cases = [
+        (duplicate, "duplicate_member"),
+        (spaced, "not_canonical"),
+        (escaped, "not_canonical"),
+        (body + b"\n", "not_canonical"),
+        (b"\xef\xbb\xbf" + body, "malformed_json"),
+    ]
     seqs = [await publish(js, bus, SUBMITTED, raw) for raw, _ in cases]
     after = bj.good()
     await send_good(js, bus, after)

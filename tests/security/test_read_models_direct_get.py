@@ -33,22 +33,33 @@ CONSUMER_RIGHT = re.compile(r"\$JS\.(API\.CONSUMER\.|ACK\.|FC\.)")
 
 
 def without_consumer_rights(security: SecurityDir, *parties: str) -> None:
-    """Remove every consumer subject from ``parties``' publish allow lists in ``auth.conf``."""
-    lines = security.auth_file.read_text(encoding="utf-8").splitlines()
-    party = None
-    for i, line in enumerate(lines):
-        found = re.match(r"\s*# (\S+) \(", line)
-        if found:
-            party = found[1]
-        if party in parties and "publish:" in line:
-            allow = re.search(r"allow: \[([^\]]*)\]", line)
-            assert allow is not None, line
-            kept = [s for s in allow[1].split(", ") if not CONSUMER_RIGHT.search(s.strip('"'))]
-            lines[i] = line.replace(allow[0], f"allow: [{', '.join(kept)}]")
-    text = "\n".join(lines) + "\n"
-    for who in parties:  # what is left for them: no consumer subject at all
-        block = text.split(f"# {who} (", 1)[1].split("subscribe:", 1)[0]
+    """Take every consumer subject away from ``parties`` in ``auth.conf``: out of the bus
+    account's exports to them, their accounts' imports and their users' publish permissions."""
+    out, account = [], None
+    for line in security.auth_file.read_text(encoding="utf-8").splitlines():
+        top = re.match(r"  (\w+): \{", line)
+        if top:
+            account = top[1]
+        export = re.match(r'(\s*\{ service: "([^"]+)", accounts: \[)([^\]]*)(\].*)', line)
+        if export and CONSUMER_RIGHT.search(export[2]):
+            kept = [a for a in export[3].split(", ") if a.strip('"') not in parties]
+            if kept:
+                out.append(f"{export[1]}{', '.join(kept)}{export[4]}")
+            continue
+        if account in parties:
+            if "service: { account:" in line and CONSUMER_RIGHT.search(line):
+                continue  # an import
+            allow = re.search(r"publish: \{ allow: \[([^\]]*)\]", line)
+            if allow:
+                kept = [s for s in allow[1].split(", ") if not CONSUMER_RIGHT.search(s)]
+                line = line.replace(allow[1], ", ".join(kept))
+        out.append(line)
+    text = "\n".join(out) + "\n"
+    for who in parties:  # what is left for them: direct gets, no consumer subject at all
+        block = text.split(f"\n  {who}: {{", 1)[1].split("\n  }", 1)[0]
         assert "$JS.API.DIRECT.GET.XREGION" in block and not CONSUMER_RIGHT.search(block), block
+        for export in re.findall(r'service: "([^"]+)", accounts: \[([^\]]*)\]', text):
+            assert not (CONSUMER_RIGHT.search(export[0]) and f'"{who}"' in export[1]), export
     security.auth_file.write_text(text, encoding="utf-8")
 
 
@@ -61,13 +72,14 @@ def security_dir(tmp_path: Path) -> SecurityDir:
 
 def identity_options(bus: SecureBus, party: str) -> list[str]:
     identity = bus.security.identity(party)
-    return [
+    options = [
         "--nats-url", bus.server.url,
-        "--nkey-seed", str(identity.nkey_seed),
         "--tls-ca", str(identity.tls_ca),
         "--tls-cert", str(identity.tls_cert),
         "--tls-key", str(identity.tls_key),
     ]  # fmt: skip
+    seed = getattr(identity, "nkey_seed", None)
+    return [*options, "--nkey-seed", str(seed)] if seed is not None else options
 
 
 async def run_cli(*args: str) -> tuple[int, str, str]:

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import nats
 import pytest
+from structlog.testing import capture_logs
 
 from tests.bus import Bus, eventually
 from tests.dashboard_stack import dashboard_stack, use_keys_dir
@@ -243,3 +244,21 @@ async def test_a_crash_inside_the_fold_transaction_neither_skips_nor_folds_twice
                     assert crashed.last_seq() == len(seen_ids) == len(crashed.dump()["timeline"])
     finally:
         await nc.close()
+
+
+@pytest.mark.slow
+async def test_an_idle_coordinator_logs_nothing(bus: Bus, tmp_path: Path) -> None:
+    """Idle, the old coordinator logged ``fetch failed IndexError`` every 30-60 s (issue 14 item 7)."""
+    use_keys_dir(bus, tmp_path)
+    bj, _tj = await bus.start("BJ", "TJ")
+    async with dashboard_stack(bus, tmp_path) as stack:
+        with capture_logs() as logs:
+            await asyncio.sleep(65.0)  # idle: nothing to wait for but time
+            sent = await bj.client.open("lead.submitted", to="TJ", data=PAYLOADS["lead.submitted"])
+
+            async def folded() -> bool:
+                return stack.coordinator.projection.referral(sent.envelope.subject) is not None
+
+            await eventually(folded, 10.0, "the coordinator to fold the lead after idling")
+        noisy = [e for e in logs if e.get("log_level") in ("warning", "error", "critical")]
+        assert noisy == []

@@ -19,8 +19,12 @@ def test_committed_ops_configs_are_generated(tmp_path: Path) -> None:
         assert committed.read_text() == path.read_text(), f"{committed} differs: run xregion ops gen-config --cluster 3"
     node = (tmp_path / "cluster" / "n1.conf").read_text()
     assert "routes: [nats-route://xregion-n1:6222" in node and "domain: hub" in node
-    assert node.count("verify: true") == 3  # clients, routes, leaf links
-    assert "jetstream" not in (tmp_path / "leaf" / "BJ.conf").read_text()
+    assert node.count("verify_and_map: true") == 2  # clients and leaf links: the certificate is the user
+    assert node.count("verify: true") == 1  # routes
+    assert node.count('include "../security/pinned.conf"') == 2
+    leaf = (tmp_path / "leaf" / "BJ.conf").read_text()
+    assert "jetstream" not in leaf and "account: BJ" in leaf and "tls/leaf/BJ.pem" in leaf
+    assert 'include "../security/leaf-auth.conf"' in leaf
 
 
 def test_nats_server_accepts_the_syntax(tmp_path: Path) -> None:

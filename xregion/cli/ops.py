@@ -87,7 +87,8 @@ def gen_certs(
     from xregion.runtime.identities import write_pinned_certs
 
     try:
-        pki = write_dev_pki(out, parties(load_config().regions.codes), hosts=host or DEFAULT_HOSTS, renew=renew)
+        codes = load_config().regions.codes
+        pki = write_dev_pki(out, parties(codes), hosts=host or DEFAULT_HOSTS, renew=renew, leaves=codes)
         write_pinned_certs(out)
     except XRegionError as exc:
         raise fail(exc) from None

@@ -13,6 +13,8 @@ good for a laptop, a test or a demo:
 ``tls/clients/<PARTY>.pem``         client certificate, CN = the party code, URI SAN
                                     ``urn:xregion:party:<PARTY>`` (the server maps it to the party)
 ``tls/clients/<PARTY>-key.pem``     its private key (mode 0600)
+``tls/leaf/<REGION>.pem``, ``-key``  the region's leaf node's link to the hub, URI SAN
+                                    ``urn:xregion:leaf:<REGION>`` (only a leaf-node link may use it)
 =================================== ===========================================================
 
 Keys are ECDSA P-256 (fast to generate, accepted by Go's and Python's TLS stacks).
@@ -35,6 +37,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 DEFAULT_HOSTS = ("127.0.0.1", "localhost")
 PARTY_URI = "urn:xregion:party:"
 """Prefix of the URI SAN that names a party (``xregion.runtime.identities.party_uri``)."""
+LEAF_URI = "urn:xregion:leaf:"
+"""Prefix of the URI SAN of a regional site's leaf node, linking the region's account."""
 VALID_DAYS = 365
 TLS_DIR = "tls"
 
@@ -66,6 +70,12 @@ def tls_dir(out: Path) -> Path:
 def server_files(out: Path) -> TlsFiles:
     root = tls_dir(out)
     return TlsFiles(ca=root / "ca.pem", cert=root / "server.pem", key=root / "server-key.pem")
+
+
+def leaf_files(out: Path, region: str) -> TlsFiles:
+    """The certificate a region's leaf node presents on its link to the hub."""
+    root = tls_dir(out)
+    return TlsFiles(ca=root / "ca.pem", cert=root / "leaf" / f"{region}.pem", key=root / "leaf" / f"{region}-key.pem")
 
 
 def client_files(out: Path, party: str) -> TlsFiles:
@@ -139,7 +149,13 @@ class Authority:
         return cls(key, x509.load_pem_x509_certificate(cert_file.read_bytes()))
 
     def issue(
-        self, common_name: str, *, unit: str, server_hosts: Iterable[str] = (), client: bool = False
+        self,
+        common_name: str,
+        *,
+        unit: str,
+        server_hosts: Iterable[str] = (),
+        client: bool = False,
+        uri: str | None = None,
     ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         """A leaf certificate: a server one (with SANs) or a client one (CN = party, and the
         URI SAN ``urn:xregion:party:<PARTY>`` that the server maps to the party's user)."""
@@ -159,7 +175,7 @@ class Authority:
         )
         names: list[x509.GeneralName] = [_san(h) for h in server_hosts]
         if client:
-            names.append(x509.UniformResourceIdentifier(f"{PARTY_URI}{common_name}"))
+            names.append(x509.UniformResourceIdentifier(uri or f"{PARTY_URI}{common_name}"))
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         return key, builder.sign(self.key, hashes.SHA256())
@@ -205,11 +221,13 @@ def write_dev_pki(
     hosts: Iterable[str] = DEFAULT_HOSTS,
     renew: bool = False,
     ca_common_name: str = "xregion development CA",
+    leaves: Iterable[str] = (),
 ) -> DevPki:
     """Create a development CA under ``out/tls`` and issue the server's and every party's
     certificate, keeping what exists: the CA (so certificates issued by it stay valid) and
     every certificate already there — ``renew=True`` re-issues the server's and the parties'
-    certificates from the same CA (new keys, e.g. after adding a host name)."""
+    certificates from the same CA (new keys, e.g. after adding a host name). ``leaves``: the
+    regions whose leaf-node link certificates to issue too."""
     root = tls_dir(out)
     root.mkdir(parents=True, exist_ok=True)
     ca_file, ca_key_file = root / "ca.pem", root / "ca-key.pem"
@@ -234,4 +252,10 @@ def write_dev_pki(
             _write_cert(files.cert, cert)
             _write_key(files.key, key)
         clients[party] = files
+    for region in leaves:
+        files = leaf_files(out, region)
+        if renew or not _present(files):
+            key, cert = authority.issue(region, unit="leaf node", client=True, uri=f"{LEAF_URI}{region}")
+            _write_cert(files.cert, cert)
+            _write_key(files.key, key)
     return DevPki(root=root, ca=ca_file, ca_key=ca_key_file, server=server, clients=clients)

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +31,13 @@ from xregion.runtime.certs import TlsFiles
 from xregion.runtime.server import BrokerError, EmbeddedServer, ServerConfig, free_port
 
 
-def _tls_block(tls: TlsFiles, indent: str = "  ") -> list[str]:
+def _tls_block(tls: TlsFiles, indent: str = "  ", *, tls_map: bool = False) -> list[str]:
     return [
         f"{indent}tls {{",
         f'{indent}  cert_file: "{tls.cert.as_posix()}"',
         f'{indent}  key_file: "{tls.key.as_posix()}"',
         f'{indent}  ca_file: "{tls.ca.as_posix()}"',
-        f"{indent}  verify: true",
+        f"{indent}  verify_and_map: true" if tls_map else f"{indent}  verify: true",
         f"{indent}  timeout: 2",
         f"{indent}}}",
     ]
@@ -188,24 +189,47 @@ HUB_DOMAIN = "hub"
 ``XREGION_JS_DOMAIN=hub`` and reach it as ``$JS.hub.API``."""
 
 
-def hub_leafnodes_block(host: str, port: int, tls: TlsFiles | None = None) -> list[str]:
-    """The hub site accepts regional leaf nodes on ``host:port`` (mutual TLS when given)."""
+def hub_leafnodes_block(
+    host: str, port: int, tls: TlsFiles | None = None, *, tls_map: bool = False, pinned_file: Path | None = None
+) -> list[str]:
+    """The hub site accepts regional leaf nodes on ``host:port`` (mutual TLS when given;
+    ``tls_map``: a link's certificate names the region whose account it joins, URI SAN
+    ``urn:xregion:leaf:<REGION>``; ``pinned_file``: the certificates admitted)."""
     # no_advertise: the hub must not gossip its own leaf URLs to the leaf nodes, or a leaf
     # reconnects around the address it was given (a load balancer, a proxy, a firewall rule).
     lines = ["leafnodes {", f"  listen: {host}:{port}", "  no_advertise: true"]
     if tls is not None:
-        lines += _tls_block(tls)
+        block = _tls_block(tls, tls_map=tls_map)
+        if pinned_file is not None:
+            block.insert(-1, f'    include "{pinned_file.as_posix()}"')
+        lines += block
     return [*lines, "}"]
 
 
-def leaf_remote_block(hub_urls: list[str], tls: TlsFiles | None = None, reconnect_s: float = 1.0) -> list[str]:
+def leaf_remote_block(
+    hub_urls: list[str],
+    tls: TlsFiles | None = None,
+    reconnect_s: float = 1.0,
+    *,
+    accounts: dict[str, TlsFiles] | None = None,
+) -> list[str]:
     """A regional site's server as a leaf node of the hub at ``hub_urls`` (``nats-leaf://``
-    or ``tls://`` URLs of every hub node); it redials every ``reconnect_s`` while cut off."""
+    or ``tls://`` URLs of every hub node); it redials every ``reconnect_s`` while cut off.
+
+    ``accounts`` (a secured bus): one link per local account, each authenticated with that
+    party's certificate, so that the hub puts it into the party's account (whose imports
+    reach the bus); without, one link of the global account with ``tls``."""
     urls = ", ".join(f'"{u}"' for u in hub_urls)
-    lines = ["leafnodes {", f'  reconnect: "{reconnect_s:g}s"', "  remotes: [", "    {", f"      urls: [{urls}]"]
-    if tls is not None:
-        lines += _tls_block(tls, "      ")
-    return [*lines, "    }", "  ]", "}"]
+    links = accounts.items() if accounts else [(None, tls)]
+    lines = ["leafnodes {", f'  reconnect: "{reconnect_s:g}s"', "  remotes: ["]
+    for account, files in links:
+        lines += ["    {", f"      urls: [{urls}]"]
+        if account is not None:
+            lines.append(f"      account: {account}")
+        if files is not None:
+            lines += _tls_block(files, "      ")
+        lines.append("    }")
+    return [*lines, "  ]", "}"]
 
 
 # --- deployable files ------------------------------------------------------------------------
@@ -234,10 +258,13 @@ class OpsLayout:
 def write_ops_configs(out: Path, size: int, regions: tuple[str, ...], layout: OpsLayout | None = None) -> list[Path]:
     """``out/cluster/n{i}.conf`` (one site, ``size`` nodes; on a node ``n{i}`` also accepts the
     regional leaf nodes) and ``out/leaf/<REGION>.conf`` (a regional site's leaf node), all
-    with NKey users (``auth.conf``) and mutual TLS (clients, routes, leaf links)."""
+    with the accounts of ``auth.conf`` / ``leaf-auth.conf``, client certificates as users,
+    pinned, and mutual TLS (clients, routes, leaf links; each leaf links its region's account
+    with the region's leaf certificate, ``tls/leaf/<REGION>.pem``)."""
     layout = layout or OpsLayout()
     hosts = (layout.hosts * size)[:size] if len(layout.hosts) < size else layout.hosts[:size]
     tls = layout.server_tls()
+    pinned = layout.security / "pinned.conf"
     cluster_dir = out / "cluster"
     cluster = ClusterConfig(
         store_root=layout.data,
@@ -248,15 +275,18 @@ def write_ops_configs(out: Path, size: int, regions: tuple[str, ...], layout: Op
         route_hosts=hosts,
         auth_file=layout.security / "auth.conf",
         tls=tls,
+        tls_map=True,
+        pinned_file=pinned,
         conf_dir=layout.etc / "cluster",
     )
     written = []
     cluster_dir.mkdir(parents=True, exist_ok=True)
+    leaf_pinned = Path(os.path.relpath(pinned, layout.etc / "cluster"))
     for i in range(size):
         node = cluster.node(i)
         node.store_dir = layout.data / f"n{i + 1}"
         node.js_domain = HUB_DOMAIN
-        node.extra += hub_leafnodes_block("0.0.0.0", layout.leaf_port, tls)
+        node.extra += hub_leafnodes_block("0.0.0.0", layout.leaf_port, tls, tls_map=True, pinned_file=leaf_pinned)
         path = cluster_dir / f"n{i + 1}.conf"
         path.write_text(node.render(), encoding="utf-8")
         written.append(path)
@@ -264,14 +294,21 @@ def write_ops_configs(out: Path, size: int, regions: tuple[str, ...], layout: Op
     leaf_dir.mkdir(parents=True, exist_ok=True)
     hub = [f"tls://{h}:{layout.leaf_port}" for h in hosts]
     for region in regions:
+        link = TlsFiles(
+            ca=tls.ca,
+            cert=layout.security / "tls" / "leaf" / f"{region}.pem",
+            key=layout.security / "tls" / "leaf" / f"{region}-key.pem",
+        )
         leaf = ServerConfig(
             store_dir=layout.data / f"leaf-{region}",
             port=layout.client_port,
             host="0.0.0.0",
             server_name=f"xregion-leaf-{region}",
-            auth_file=layout.security / "auth.conf",
+            auth_file=layout.security / "leaf-auth.conf",
             tls=tls,
-            extra=leaf_remote_block(hub, tls),
+            tls_map=True,
+            pinned_file=pinned,
+            extra=leaf_remote_block(hub, accounts={region: link}),
             conf_dir=layout.etc / "leaf",
             jetstream=False,  # the region's adapter outbox is its local store (ops/README.md)
         )

@@ -91,7 +91,7 @@ def ensure_dev_security(
     if not found.auth_file.exists():
         write_auth_config(root, codes, names)
     if not server_files(root).cert.exists():
-        write_dev_pki(root, parties(codes), hosts=hosts)
+        write_dev_pki(root, parties(codes), hosts=hosts, leaves=codes)
         write_pinned_certs(root)
     elif not (root / PINNED_FILE).exists():
         write_pinned_certs(root)

@@ -173,6 +173,13 @@ def build_corpus(c: Corpus) -> None:
         headers={"Nats-Msg-Id": new_event_id(), "Xregion-Reason-Code": "none", "X-Long": "v" * 4000},
     )
     c.bad("subject-not-utf8", "subject_invalid", body, subject="", raw_subject=b"xregion.v1.lead.\xc3\x28.BJ.TJ")
+    c.bad(
+        "subject-not-utf8-keyid-lone-surrogate",  # its alert must still be signable
+        "subject_invalid",
+        b'{"keyid":"\\ud800","source":"urn:xregion:BJ:amr"}',
+        subject="",
+        raw_subject=b"xregion.v1.share.\xff.BJ.ALL",
+    )
     c.good()
     # --- authentic and in chain, refused afterwards: each advances BJ's link
     bj = c.bj

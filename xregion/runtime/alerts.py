@@ -39,6 +39,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from xregion.envelope import SOURCE
 from xregion.runtime.deadletter import stored_messages
+from xregion.runtime.nats_compat import printable
 from xregion.runtime.topology import ALERT_ROOT, alert_subject
 from xregion.signing import KeyRoster, RosterKey, Signer, canonical
 
@@ -84,7 +85,9 @@ def claims_of(body: bytes) -> tuple[str | None, str | None]:
         return None, None
     match = SOURCE.match(str(wire.get("source", "")))
     keyid = wire.get("keyid")
-    return (match[1] if match else None), (keyid if isinstance(keyid, str) else None)
+    # A claimed key id is the sender's text: kept only as valid UTF-8 (a lone surrogate would
+    # make the alert unsignable) and short.
+    return (match[1] if match else None), (printable(keyid)[:128] if isinstance(keyid, str) else None)
 
 
 def alert_record(

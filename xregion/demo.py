@@ -212,8 +212,8 @@ async def run_demo(
     insecure: bool = False,
     security_dir: Path | None = None,
 ) -> Scenario:
-    """Play the scenario. The embedded server runs secured (mutual TLS, one NKey identity and
-    permission set per party, generated into ``<workdir>/security``) unless ``insecure``;
+    """Play the scenario. The embedded server runs secured (mutual TLS, one account and
+    client-certificate identity per party, generated into ``<workdir>/security``) unless ``insecure``;
     with ``nats_url`` the adapters use the identities in ``security_dir``, if given."""
     console = console or Console()
     config = config or load_config()
@@ -231,7 +231,7 @@ async def run_demo(
             stack.callback(server.stop)
             nats_url = server.url
             mode = (
-                f"mutual TLS + NKey identities from {sec.root}"
+                f"mutual TLS, one account and certificate per party from {sec.root}"
                 if sec is not None
                 else "--insecure: no authentication, no TLS"
             )

@@ -1,6 +1,6 @@
 """``xregion audit replay|state|export|verify|report``: the auditor's commands.
 
-They read the event stream as the ``AUDIT`` identity (``--nats-url`` with ``--nkey-seed``,
+They read the event stream as the ``AUDIT`` identity (``--nats-url`` with
 ``--tls-*``), or an exported archive (``--archive DIR``), and verify against a key roster
 (``--roster``, default ``.xregion/keys/roster.json``). Exit code 0: nothing wrong; 1: anomalies
 or problems found (each printed with where, code, event id and what is wrong); 2: bad usage.

@@ -29,7 +29,12 @@ TlsKey = Annotated[
 ]
 NkeySeed = Annotated[
     Path | None,
-    typer.Option("--nkey-seed", envvar="XREGION_NKEY_SEED", help="File holding this party's NKey seed (SU...)."),
+    typer.Option(
+        "--nkey-seed",
+        envvar="XREGION_NKEY_SEED",
+        help="File holding an NKey seed (SU...), for a NATS server of your own with NKey users; "
+        "xregion's secured broker identifies each party by its client certificate (--tls-cert).",
+    ),
 ]
 Insecure = Annotated[
     bool,
@@ -42,7 +47,7 @@ SecurityDirOption = Annotated[
     Path | None,
     typer.Option(
         "--security-dir",
-        help="Identities and certificates (auth.conf, nkeys/, tls/); development ones are generated if absent.",
+        help="Accounts and certificates (auth.conf, pinned.conf, tls/); development ones are generated if absent.",
     ),
 ]
 

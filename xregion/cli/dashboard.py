@@ -35,7 +35,7 @@ def dashboard(
     """Run the coordinator and its web dashboard (flows, overdue list, timelines, blacklist
     propagation; live) until SIGTERM/Ctrl-C. Also serves /health/live, /health/ready and /metrics.
 
-    Against a secured server give the coordinator's identity (COORD): --nkey-seed and
+    Against a secured server give the coordinator's identity (COORD):
     --tls-ca/--tls-cert/--tls-key."""
     from xregion.coordinator.service import Coordinator
     from xregion.dashboard.run import serve_dashboard

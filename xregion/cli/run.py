@@ -80,8 +80,8 @@ def broker(
 ) -> None:
     """Run the embedded nats-server with JetStream and the project's configuration until Ctrl-C.
 
-    Secure by default: NKey users with per-party permissions and mutual TLS from
-    SECURITY_DIR (default DATA_DIR/security; development material is generated there if
+    Secure by default: one account per party, each party's client certificate its user
+    (pinned), and mutual TLS from SECURITY_DIR (default DATA_DIR/security; development material is generated there if
     absent), and the topology declared with the ADMIN identity."""
     from xregion.permissions import OPERATOR
     from xregion.runtime.operator import apply_topology
@@ -118,9 +118,8 @@ def broker(
     else:
         p = sec.identity("<PARTY>")
         console.print(
-            f"users: {sec.auth_file} (after a change: kill -HUP {os.getpid()}); "
-            f"clients connect with --tls-ca {p.tls_ca} --tls-cert {p.tls_cert} --tls-key {p.tls_key} "
-            f"--nkey-seed {p.nkey_seed}",
+            f"accounts: {sec.auth_file} (after a change: kill -HUP {os.getpid()}); "
+            f"clients connect with --tls-ca {p.tls_ca} --tls-cert {p.tls_cert} --tls-key {p.tls_key}",
             highlight=False,
         )
     stop = threading.Event()

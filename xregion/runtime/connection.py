@@ -197,7 +197,7 @@ def explain(exc: BaseException, identity: ClientIdentity, url: str = "") -> Conn
         return TlsClientRejected(
             f"the NATS server{where} closed the connection after the TLS handshake: it does not accept "
             f"{who}'s client certificate {identity.tls_cert} (not among its pinned certificates: revoked, or "
-            "issued after the server's pinned.conf was generated — see ops/README.md \"Certificates\")",
+            "issued after the server's pinned.conf was generated — ops/README.md, rotation and revocation)",
             party=identity.party,
         )
     return None

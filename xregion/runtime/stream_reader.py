@@ -164,8 +164,8 @@ class StreamReader:
         headers = msg.headers or {}
         status = headers.get("Status")
         if status is None:
-            request.messages.append(
-                StoredMessage(
+            try:
+                message = StoredMessage(
                     seq=int(headers["Nats-Sequence"]),
                     subject=headers.get("Nats-Subject", ""),
                     data=msg.data or b"",
@@ -173,7 +173,12 @@ class StreamReader:
                     pending=int(headers.get("Nats-Num-Pending", 0)),
                     headers=headers,
                 )
-            )
+            except (KeyError, ValueError) as exc:
+                request.done.set_exception(
+                    StreamReadError(f"direct get on {self.stream}: an answer without {exc}", stream=self.stream)
+                )
+                return
+            request.messages.append(message)
         elif status == "204":  # end of batch
             request.done.set_result(int(headers.get("Nats-Num-Pending", 0)))
         elif status == "404":  # nothing at or after the sequence: the end of the stream

@@ -50,10 +50,6 @@ BUS_ACCOUNT = "BUS"
 ANY_VERSION = "*"
 """Permissions cover every contract version (v1 and v2 side by side during a migration)."""
 JS_API = "$JS.API"
-COORDINATOR_CONSUMER = "coordinator"
-"""The coordinator's durable consumer on the event stream (every event)."""
-AUDIT_CONSUMER = "audit"
-"""The only consumer name the auditor may create (on the event and dead-letter streams)."""
 
 
 def consumer_name(party: str) -> str:
@@ -186,7 +182,6 @@ def coordinator_permissions(names: BusNames = DEFAULT_NAMES, regions: Iterable[s
         *event_subjects(COORDINATOR, [*codes, BROADCAST], families=[ESCALATION.family]),
         f"{JS_API}.INFO",
         *_stream_info(names.stream, names.dead_letter_stream),
-        *_durable_reader(names.stream, COORDINATOR_CONSUMER),
         # Read-only metadata of every durable: the consumer lag of each region on /metrics.
         f"{JS_API}.CONSUMER.INFO.{names.stream}.>",
         f"{JS_API}.STREAM.MSG.GET.{names.dead_letter_stream}",

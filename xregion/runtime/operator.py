@@ -43,7 +43,7 @@ async def apply_topology(
     """Connect as the operator and declare everything that is missing (idempotent)."""
     settings = settings or RuntimeSettings()
     async with operator_connection(url, identity) as nc:
-        return await ensure_topology(nc.jetstream(), settings, regions, versions=versions, coordinator=True)
+        return await ensure_topology(nc.jetstream(), settings, regions, versions=versions)
 
 
 async def backup(

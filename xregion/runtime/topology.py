@@ -25,7 +25,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from xregion.errors import XRegionError
-from xregion.permissions import COORDINATOR_CONSUMER, BusNames
+from xregion.permissions import BusNames
 from xregion.permissions import consumer_name as consumer_name
 from xregion.runtime.settings import RuntimeSettings
 from xregion.subjects import ALERT_ROOT as ALERT_ROOT
@@ -115,20 +115,6 @@ def region_consumer_config(
         backoff=backoff,
         max_ack_pending=1000,
         filter_subjects=[p for v in versions for p in subscribe_patterns(region, v)],
-    )
-
-
-def coordinator_consumer_config(settings: RuntimeSettings) -> api.ConsumerConfig:
-    """The coordinator's durable: every event, explicit acks (it only projects, never refuses)."""
-    return api.ConsumerConfig(
-        name=COORDINATOR_CONSUMER,
-        durable_name=COORDINATOR_CONSUMER,
-        description="every event, for the coordinator's projection",
-        deliver_policy=api.DeliverPolicy.ALL,
-        ack_policy=api.AckPolicy.EXPLICIT,
-        ack_wait=settings.ack_wait_s,
-        max_deliver=-1,
-        max_ack_pending=1000,
     )
 
 
@@ -285,10 +271,10 @@ async def ensure_topology(
     versions: tuple[str, ...] = ("v1",),
     update: bool = False,
     declare: bool = True,
-    coordinator: bool = False,
 ) -> TopologyReport:
-    """Declare the event stream, the dead-letter stream, the evidence object store and the
-    durable consumers of ``regions`` (and the coordinator's, with ``coordinator=True``).
+    """Declare the event stream, the dead-letter stream, and the durable consumers and
+    evidence buckets of ``regions``. Readers (coordinator, auditor) need no consumer: they
+    read by sequence.
 
     Every object is looked up first and created only if missing. With ``declare=False`` —
     a region's scoped NATS identity, which may not create streams or consumers — nothing is
@@ -301,8 +287,6 @@ async def ensure_topology(
     for region in regions:
         wanted = region_consumer_config(settings, region, versions)
         await ensure_consumer(js, settings.stream, wanted, report, declare=declare)
-    if coordinator:
-        await ensure_consumer(js, settings.stream, coordinator_consumer_config(settings), report, declare=declare)
     for region in regions:
         await ensure_object_store(js, settings, region, report, declare=declare)
     if report.missing:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+from nats.js import JetStreamContext
 
 from tests.bus import Bus
 from tests.support import dev_roster, dev_signers
@@ -67,3 +68,14 @@ async def bus(nats_server: EmbeddedServer, tmp_path: Path, signers: dict[str, Si
         yield the_bus
     finally:
         await the_bus.stop()
+
+
+@pytest.fixture
+async def js(bus: Bus) -> AsyncIterator[JetStreamContext]:
+    """A plain nats-py JetStream context on the test server, for crafting and reading raw
+    messages (the hostile suite's peer)."""
+    nc = await bus.raw()
+    try:
+        yield nc.jetstream()
+    finally:
+        await nc.close()

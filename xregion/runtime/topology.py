@@ -142,6 +142,14 @@ _STREAM_KEYS = (
 )
 
 
+_ADDED_CAPABILITIES = (
+    ("allow_atomic", "does not allow atomic batches: relays publish one event at a time"),
+    ("allow_direct", "does not allow direct gets: projections and auditors cannot read it by sequence"),
+)
+"""Stream flags an existing stream is given when the topology is applied, and what their
+absence costs."""
+
+
 def _differences(wanted: Any, actual: Any, keys: tuple[str, ...]) -> list[str]:
     out = []
     for key in keys:
@@ -201,26 +209,17 @@ async def ensure_stream(
         config.subjects = sorted(have | set(missing))
         await _declare(what, js.update_stream(config))
         report.updated.append(f"stream {wanted.name}: subjects += {', '.join(missing)}")
-    if wanted.allow_atomic and not info.config.allow_atomic:
-        # Allowing atomic batches removes nothing and changes no retention: applied like
-        # added subjects. Without it the relays publish one event at a time (slower).
-        if declare:
-            config = info.config
-            config.allow_atomic = True
-            await _declare(what, js.update_stream(config))
-            report.updated.append(f"stream {wanted.name}: allow_atomic")
-        else:
-            report.drift.append(f"{what} does not allow atomic batches: relays publish one event at a time")
-    if wanted.allow_direct and not info.config.allow_direct:
-        # Reading by sequence (DIRECT.GET) removes nothing and changes no retention: applied.
-        # Without it readers that own their position cannot read.
-        if declare:
-            config = info.config
-            config.allow_direct = True
-            await _declare(what, js.update_stream(config))
-            report.updated.append(f"stream {wanted.name}: allow_direct")
-        else:
-            report.drift.append(f"{what} does not allow direct gets: projections cannot read it")
+    for flag, lacking in _ADDED_CAPABILITIES:
+        # Allowing a capability removes nothing and changes no retention: applied like added
+        # subjects (with declare=False only reported).
+        if getattr(wanted, flag) and not getattr(info.config, flag):
+            if declare:
+                config = info.config
+                setattr(config, flag, True)
+                await _declare(what, js.update_stream(config))
+                report.updated.append(f"stream {wanted.name}: {flag}")
+            else:
+                report.drift.append(f"{what} {lacking}")
     diffs = _differences(wanted, info.config, _STREAM_KEYS)
     if not diffs:
         return

@@ -33,6 +33,7 @@ REASON_CODES: frozenset[str] = frozenset(
         "handler_failed",
         "handling_restricted",
         "idempotency_conflict",
+        "identity_mismatch",
         "illegal_transition",
         "inspection_failed",
         "key_not_valid",

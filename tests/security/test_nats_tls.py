@@ -4,6 +4,8 @@ may not declare the topology it finds missing, and says who does."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.security.conftest import generate
-from tests.security.secure_bus import SETTINGS, LogCapture
+from tests.security.secure_bus import SETTINGS, LogCapture, SecureBus
 from xregion.adapter import Adapter
 from xregion.cli import app
 from xregion.runtime.certs import server_files
@@ -19,6 +21,7 @@ from xregion.runtime.connection import (
     AuthenticationFailed,
     ClientIdentity,
     ConnectionSecurityError,
+    IdentityMismatch,
     TlsClientRejected,
     TlsRequired,
     TlsUntrustedServer,
@@ -156,3 +159,36 @@ def test_cli_operator_declares_the_topology_over_tls(secure_server: EmbeddedServ
     assert "created  stream XREGION" in first.output and "consumer XREGION/region-BJ" in first.output
     again = CliRunner().invoke(app, command)
     assert again.exit_code == 0 and "topology up to date" in again.output
+
+
+@pytest.mark.anyio
+async def test_another_partys_certificate_is_named_not_taken_for_a_missing_topology(
+    secure_bus: SecureBus, tmp_path: Path
+) -> None:
+    """BJ's certificate given to HE: refused before connecting, naming both parties."""
+    bj = secure_bus.security.identity("BJ")
+    as_he = ClientIdentity("HE", tls_ca=bj.tls_ca, tls_cert=bj.tls_cert, tls_key=bj.tls_key)
+    with pytest.raises(IdentityMismatch) as caught:
+        await connect(secure_bus.server.url, "test-HE", as_he)
+    assert caught.value.code == "identity_mismatch" and caught.value.details["admitted_as"] == "BJ"
+    assert "runs as HE" in caught.value.message and "BJ's" in caught.value.message
+
+
+def test_adapter_run_with_another_partys_certificate_exits_with_identity_mismatch(
+    secure_server: EmbeddedServer, security_dir: SecurityDir, tmp_path: Path
+) -> None:
+    """Through the CLI, as an operator would mistype it: ``adapter run --region HE`` with BJ's files."""
+    keys = tmp_path / "keys"
+    assert CliRunner().invoke(app, ["keys", "init", "--keys-dir", str(keys)]).exit_code == 0
+    bj = security_dir.identity("BJ")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "xregion"), "adapter", "run", "--region", "HE", "--keys-dir", str(keys),
+         "--store", str(tmp_path / "HE.db"), "--nats-url", secure_server.url, "--tls-ca", str(bj.tls_ca),
+         "--tls-cert", str(bj.tls_cert), "--tls-key", str(bj.tls_key)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "identity_mismatch" in out and "topology_missing" not in out and "Traceback" not in out, out
+    assert time.monotonic() - started < 30

@@ -395,8 +395,8 @@ def adapter_run(
         kwargs["handler"] = gateway.handler
     try:
         adapter = Adapter.from_keys_dir(region, keys_dir, **kwargs)
-    except XRegionError as exc:
-        console.print(f"[red]{exc}[/red]")
+    except XRegionError as exc:  # keys, configuration, a certificate of another party
+        console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False)
         raise typer.Exit(2) from None
     if metrics_port is not None:
         from prometheus_client import start_http_server

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from cryptography import x509
 
 from xregion.errors import XRegionError
 from xregion.permissions import inbox_prefix
 from xregion.runtime import nats_compat  # noqa: F401  (on import: nats-py survives subjects that are not UTF-8)
+from xregion.runtime.certs import PARTY_URI
 from xregion.runtime.identities import read_seed
 from xregion.runtime.settings import RuntimeSettings
 from xregion.subjects import ROOT
@@ -74,9 +76,17 @@ class TlsClientRejected(ConnectionSecurityError):
 
 
 class AuthenticationFailed(ConnectionSecurityError):
-    """The server does not know this NKey (or none was given)."""
+    """The server does not know this identity (or none was given)."""
 
     code = "auth_failed"
+
+
+class IdentityMismatch(ConnectionSecurityError):
+    """The client certificate names another party than the one this client runs as (e.g.
+    BJ's certificate given to HE's adapter): the server would admit it as that other party,
+    and refuse everything it then did; said before connecting."""
+
+    code = "identity_mismatch"
 
 
 @dataclass(frozen=True)
@@ -129,9 +139,31 @@ class ClientIdentity:
             ) from None
         return context
 
+    def certificate_party(self) -> str | None:
+        """The party the client certificate names (its URI SAN ``urn:xregion:party:<CODE>``),
+        if it names one."""
+        if self.tls_cert is None:
+            return None
+        try:
+            cert = x509.load_pem_x509_certificate(self.tls_cert.read_bytes())
+            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except (OSError, ValueError, x509.ExtensionNotFound):
+            return None  # unreadable files are reported by ssl_context(); no SAN: not ours to judge
+        uris = [u for u in names.get_values_for_type(x509.UniformResourceIdentifier) if u.startswith(PARTY_URI)]
+        return uris[0].removeprefix(PARTY_URI) if uris else None
+
     def nats_options(self) -> dict[str, Any]:
-        """``tls``, ``nkeys_seed_str`` and ``inbox_prefix`` for nats-py."""
+        """``tls``, ``nkeys_seed_str`` and ``inbox_prefix`` for nats-py; refuses a certificate
+        that names another party than ``party`` before anything is sent."""
         options: dict[str, Any] = {}
+        named = self.certificate_party()
+        if self.party is not None and named is not None and named != self.party:
+            raise IdentityMismatch(
+                f"this runs as {self.party}, but the certificate {self.tls_cert} is {named}'s: "
+                f"give {self.party}'s own certificate (--tls-cert/--tls-key)",
+                party=self.party,
+                admitted_as=named,
+            )
         context = self.ssl_context()
         if context is not None:
             options["tls"] = context
@@ -313,6 +345,15 @@ async def connect(url: str, name: str, identity: ClientIdentity | None = None) -
     # client's certificate after the TLS handshake (not pinned) closes it only now.
     with contextlib.suppress(Exception):
         await nc.flush(timeout=FIRST_ROUND_TRIP_S)
+    if gate.refused is None and not nc.is_connected:
+        # Lost before the first round trip (nats-py may report it as a disconnect, not an error).
+        lost = explain(
+            ConnectionResetError("closed by the server right after connecting"), identity or ClientIdentity(), url
+        )
+        if lost is not None:
+            party = identity.party if identity else None
+            security_event(lost.code, client=name, party=party, detail=lost.message[:300])
+            gate.refused = lost
     if gate.refused is not None:
         with contextlib.suppress(Exception):
             await nc.close()

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.js import JetStreamContext
+from nats.js.errors import ObjectNotFoundError
 
 from tests.bus import Bus
 from tests.integration.helpers import assert_exactly_once, deliveries, quiesce, stream_events, types_of
@@ -28,7 +30,9 @@ from xregion.adapter.client import AttachmentMismatch
 from xregion.codec import DecodedEvent
 from xregion.contracts.common import AttachmentRef
 from xregion.examples import EVIDENCE_PURCHASE, PAYLOADS
+from xregion.permissions import BusNames
 from xregion.runtime.consumer import attachments_of
+from xregion.runtime.evidence import Evidence
 
 pytestmark = pytest.mark.anyio
 
@@ -213,3 +217,14 @@ async def test_200_mb_attachment_round_trip(bus: Bus, tmp_path: Path) -> None:
     await quiesce(bus)
     await assert_exactly_once(bus)
     assert await bus.dead_letters() == []
+
+
+async def test_an_object_of_a_region_without_a_bucket_is_simply_not_found(bus: Bus, js: JetStreamContext) -> None:
+    """A reference claiming HE's bucket when HE has none (HE never started here) is 'not
+    found' — an attachment_invalid dead letter at the receiver — not an unexpected error."""
+    await bus.start("BJ")
+    evidence = Evidence(js, BusNames(object_store=bus.settings.object_store))
+    with pytest.raises(ObjectNotFoundError):
+        await evidence.info("HE", hashlib.sha256(b"x").hexdigest())
+    with pytest.raises(ObjectNotFoundError):
+        await evidence.info("BJ", hashlib.sha256(b"x").hexdigest())

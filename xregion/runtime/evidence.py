@@ -22,8 +22,9 @@ import json
 from dataclasses import dataclass
 from typing import IO, Any
 
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.errors import NotFoundError, ObjectNotFoundError, ServiceUnavailableError
 
 from xregion.permissions import BusNames
 
@@ -67,7 +68,8 @@ class Evidence:
         meta = META_PREFIX.format(bucket=bucket, name=base64.urlsafe_b64encode(name.encode()).decode())
         try:
             msg = await self.js.get_msg(self._stream(owner), subject=meta, direct=True)
-        except NotFoundError:
+        except (NotFoundError, NoRespondersError, ServiceUnavailableError):
+            # no such object, or no such bucket (a party without evidence, a forged owner)
             raise ObjectNotFoundError from None
         info = api.ObjectInfo.from_response(_json(msg.data or b""))
         return StoredObject(name, int(info.size or 0), digest_of_info(info), str(info.nuid or ""), bool(info.deleted))

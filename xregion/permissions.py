@@ -2,7 +2,7 @@
 the subject grammar (:mod:`xregion.subjects`).
 
 Pure data, shared by ``xregion ops gen-config`` (which renders it into the server's
-``authorization`` block) and the security tests. Nothing here talks to a server.
+``accounts``, :mod:`xregion.runtime.identities`) and the security tests. Nothing here talks to a server.
 
 Principles (ARCHITECTURE §5 *Security* and §7, field notes pitfalls 10, 13, 14):
 
@@ -171,7 +171,7 @@ def region_permissions(region: str, names: BusNames = DEFAULT_NAMES, regions: It
         *_evidence_reader(names, codes),
         *_evidence_writer(names, region),
     ]
-    subscribe = [*(p for v in ("*",) for p in subscribe_patterns(region, v)), f"{inbox_prefix(region)}.>"]
+    subscribe = [*subscribe_patterns(region, ANY_VERSION), f"{inbox_prefix(region)}.>"]
     return Permissions("region", tuple(publish), tuple(subscribe), publish_deny=_forged_roots(region))
 
 

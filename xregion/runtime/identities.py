@@ -21,9 +21,13 @@ bus's CA (development ones from :mod:`xregion.runtime.certs`; production, ops/RE
 
 ``DIR/pinned.conf`` (:func:`write_pinned_certs`, included in the server's ``tls`` block)
 *pins* the client certificates the server accepts: the SHA-256 of the public key of every
-certificate in ``DIR/tls/clients/`` (several per party during a rotation). Removing a
-certificate's file, regenerating and reloading the server revokes it at once, before it
-expires, without a new CA.
+certificate in ``DIR/tls/clients/`` and ``DIR/tls/leaf/`` (several per party during a
+rotation). Removing a certificate's file, regenerating and reloading the server revokes it
+at once, before it expires, without a new CA.
+
+``DIR/leaf-auth.conf`` is a regional leaf node's: the same accounts and users without the
+imports (:func:`render_accounts` with ``leaf=True``); on the hub each region's account also
+admits its leaf node's link (URI SAN ``urn:xregion:leaf:<REGION>``, leaf connections only).
 
 NKey seed files (``--nkey-seed``) are read for servers that still authenticate NKey users;
 the configuration written here has none.

@@ -217,15 +217,33 @@ def parse_strict(raw: bytes) -> tuple[Any, bytes]:
     within :data:`MAX_EVENT_BYTES` (``oversized``), :data:`MAX_DEPTH` and :data:`MAX_VALUES`,
     checked on the bytes first. Everything else is :class:`MalformedJson`.
     """
+    value = _loads(raw)
+    return value, _canonical_form(value)
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON value of one event's wire bytes, as strictly as :func:`parse_strict`, without
+    writing its canonical form unless the bytes hold a surrogate escape (the only way a value
+    can lack one)."""
+    value = _loads(raw)
+    if _SURROGATE_ESCAPE.search(raw):
+        _canonical_form(value)
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+"""A ``\\uD800``-``\\uDFFF`` escape (or text that looks like one): only through such an escape
+can valid UTF-8 bytes parse into a string without a UTF-8 form."""
+
+
+def _loads(raw: bytes) -> Any:
     check_shape(raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedJson(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        value = json.loads(
-            text, object_pairs_hook=_object, parse_constant=_not_json, parse_int=_int, parse_float=_float
-        )
+        return json.loads(text, object_pairs_hook=_object, parse_constant=_not_json, parse_int=_int, parse_float=_float)
     except _Duplicate as exc:
         raise DuplicateMember(
             "an object names a member twice: readers disagree on which one counts", member=_safe(exc.name)[:64]
@@ -234,16 +252,13 @@ def parse_strict(raw: bytes) -> tuple[Any, bytes]:
         # ValueError: bad JSON, NaN/Infinity, numbers beyond I-JSON, integers beyond
         # int_max_str_digits; RecursionError: cannot happen within MAX_DEPTH, kept as a net.
         raise MalformedJson(f"not JSON: {_safe(str(exc))[:200]}") from None
+
+
+def _canonical_form(value: Any) -> bytes:
     try:
-        canonical_form = canonical(value)
+        return canonical(value)
     except Exception as exc:  # a lone surrogate escape: no UTF-8 form, no RFC 8785 form
         raise MalformedJson(f"not I-JSON (RFC 7493): {type(exc).__name__}, e.g. a lone surrogate escape") from None
-    return value, canonical_form
-
-
-def parse_json(raw: bytes) -> Any:
-    """The JSON value of one event's wire bytes, strictly (see :func:`parse_strict`)."""
-    return parse_strict(raw)[0]
 
 
 def check_canonical(raw: bytes, canonical_form: bytes) -> None:

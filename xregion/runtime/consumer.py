@@ -550,9 +550,7 @@ class Consumer:
                 event_id=envelope.id,
                 addressee=envelope.addressee,
             )
-        row = await self.store.lookup(
-            lambda db: db.execute("SELECT hash, stream_seq FROM outbox WHERE event_id = ?", (envelope.id,)).fetchone()
-        )
+        row = await self.store.lookup(lambda db: Store.outbox_record(db, envelope.id))
         if row is None or row[0] != hash_of_canonical(msg.data or b""):
             raise OwnEventUnknown(
                 f"event {envelope.id} is signed with {self.region}'s key but {self.region}'s outbox "
@@ -561,12 +559,12 @@ class Consumer:
                 keyid=envelope.keyid,
             )
         stream_seq = msg.metadata.sequence.stream
-        if row[1] is not None and int(row[1]) != stream_seq:
+        if row[1] is not None and row[1] != stream_seq:
             raise ChainReplay(
                 f"{self.region}'s own event {envelope.id} was published as stream message {row[1]}; "
                 f"stream message {stream_seq} is a copy of it: a replay",
                 event_id=envelope.id,
-                first_stream_seq=int(row[1]),
+                first_stream_seq=row[1],
                 stream_seq=stream_seq,
                 origin=self.region,
             )

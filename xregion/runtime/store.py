@@ -261,6 +261,13 @@ class Store:
         return GENESIS if row is None else ChainHead(row[0], row[1])
 
     @staticmethod
+    def outbox_record(db: sqlite3.Connection, event_id: str) -> tuple[str, int | None] | None:
+        """(hash, stream seq or None if not yet published) of this region's own event
+        ``event_id``, or None if its outbox never held it."""
+        row = db.execute("SELECT hash, stream_seq FROM outbox WHERE event_id = ?", (event_id,)).fetchone()
+        return None if row is None else (str(row[0]), None if row[1] is None else int(row[1]))
+
+    @staticmethod
     def link_head(db: sqlite3.Connection, addressee: str, version: int = 1) -> ChainHead:
         """Head of this region's link to ``addressee`` on contract version ``version``."""
         row = db.execute(

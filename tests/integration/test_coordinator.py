@@ -76,7 +76,7 @@ async def test_projection_of_the_demo_rebuilt_from_scratch_equals_the_live_one(
         assert shares and all(not p.pending for p in shares)
         messages = await stream_messages(nats_server.url, settings)
         assert messages[-1][1] == live.last_seq()
-        with Projection(tmp_path / "rebuilt.db", config=live.config, verify=coordinator._verify) as rebuilt:
+        with Projection(tmp_path / "rebuilt.db", config=live.config, verify=coordinator.verify) as rebuilt:
             assert rebuilt.rebuild(messages) == len(messages)  # type: ignore[arg-type]
             assert rebuilt.dump() == live.dump()
             assert rebuilt.summary(at=far) == summary

@@ -34,7 +34,11 @@ from xregion.runtime.stream_reader import StoredMessage, StreamReader
 
 def roster_verifier(keys_dir: Path, revocation_grace_s: float) -> Verify:
     """The coordinator's signature check against ``keys_dir/roster.json`` (reloaded when it changes)."""
-    rosters = LiveRoster.load(keys_dir / ROSTER_FILE)
+    return live_roster_verifier(LiveRoster.load(keys_dir / ROSTER_FILE), revocation_grace_s)
+
+
+def live_roster_verifier(rosters: LiveRoster, revocation_grace_s: float) -> Verify:
+    """The coordinator's signature check against ``rosters`` (refreshed before each check)."""
     grace = timedelta(seconds=revocation_grace_s)
 
     def verify(wire: dict[str, Any], envelope: Envelope, stored_at: datetime) -> None:
@@ -114,4 +118,4 @@ class ProjectionFeed:
         return total
 
 
-__all__ = ["Lag", "ProjectionFeed", "roster_verifier"]
+__all__ = ["Lag", "ProjectionFeed", "live_roster_verifier", "roster_verifier"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,8 @@ from xregion.config import BusConfig, load_config
 from xregion.contracts.catalog import CATALOG, Catalog
 from xregion.coordinator.calendar import DayCalendar, beijing_today
 from xregion.coordinator.escalation import Escalator, Thresholds
-from xregion.coordinator.feed import Lag, ProjectionFeed
+from xregion.coordinator.feed import Lag, ProjectionFeed, live_roster_verifier
 from xregion.coordinator.projection import Projection
-from xregion.envelope import Envelope
 from xregion.errors import XRegionError
 from xregion.keys import ROSTER_FILE, load_signer
 from xregion.regions import COORDINATOR
@@ -81,8 +80,15 @@ class Coordinator:
         self.batch = batch
         self.poll_s = poll_s
         self.escalate_every_s = escalate_every_s
+        self.verify = live_roster_verifier(self.rosters, self.settings.revocation_grace_s)
+        """Signature check of every folded event (the roster reloaded when its file changes)."""
         self.projection = Projection(
-            store_path, config=self.config, calendar=calendar, catalog=catalog, verify=self._verify, today=today
+            store_path,
+            config=self.config,
+            calendar=calendar,
+            catalog=catalog,
+            verify=self.verify,
+            today=today,
         )
         self.store = Store(outbox_path(store_path))
         self.outbox = Outbox(
@@ -100,11 +106,6 @@ class Coordinator:
         self.reader: StreamReader | None = None
         self.feed: ProjectionFeed | None = None
         self._tasks: list[asyncio.Task[None]] = []
-
-    def _verify(self, wire: dict[str, Any], envelope: Envelope, stored_at: datetime) -> None:
-        grace = timedelta(seconds=self.settings.revocation_grace_s)
-        self.rosters.refresh()
-        self.rosters.roster.verify(wire, envelope.sender, envelope.time, received_at=stored_at, grace=grace)
 
     def _wake_relay(self) -> None:
         if self.relay is not None:

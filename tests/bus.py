@@ -14,9 +14,9 @@ from nats.aio.client import Client
 
 from xregion.adapter import Adapter, Delivery
 from xregion.lifecycle import ReferralState
+from xregion.ops.server import EmbeddedServer
 from xregion.runtime.alerts import SecurityAlert, read_security_alerts
 from xregion.runtime.deadletter import DeadLetter, read_dead_letters
-from xregion.runtime.server import EmbeddedServer
 from xregion.runtime.settings import RuntimeSettings
 from xregion.signing import KeyRoster, Signer
 
@@ -54,13 +54,17 @@ class Bus:
 
         return handle
 
-    async def start(self, *regions: str, handler: Callable[[Delivery], Awaitable[None]] | None = None,
-                    **kwargs: Any) -> list[Adapter]:
+    async def start(
+        self, *regions: str, handler: Callable[[Delivery], Awaitable[None]] | None = None, **kwargs: Any
+    ) -> list[Adapter]:
         started = []
         for region in regions:
             common: dict[str, Any] = {
-                "nats_url": self.server.url, "store_path": self.root / f"{region}.db", "settings": self.settings,
-                "handler": handler or self.recorder(region), **kwargs,
+                "nats_url": self.server.url,
+                "store_path": self.root / f"{region}.db",
+                "settings": self.settings,
+                "handler": handler or self.recorder(region),
+                **kwargs,
             }
             if self.keys_dir is not None:
                 adapter = Adapter.from_keys_dir(region, self.keys_dir, **common)

@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 
 from tests.bus import Bus
 from tests.support import dev_roster, dev_signers
-from xregion.runtime.server import EmbeddedServer, ServerConfig, free_port
+from xregion.ops.server import EmbeddedServer, ServerConfig, free_port
 from xregion.signing import KeyRoster, Signer
 
 
@@ -60,8 +60,9 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
 
 
 @pytest.fixture
-async def bus(nats_server: EmbeddedServer, tmp_path: Path, signers: dict[str, Signer],
-              roster: KeyRoster) -> AsyncIterator[Bus]:
+async def bus(
+    nats_server: EmbeddedServer, tmp_path: Path, signers: dict[str, Signer], roster: KeyRoster
+) -> AsyncIterator[Bus]:
     """Adapters on ``nats_server``: ``await bus.start("BJ", "TJ")``; stopped afterwards."""
     the_bus = Bus(nats_server, tmp_path, signers, roster)
     try:

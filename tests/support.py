@@ -68,9 +68,7 @@ def roster_key(
     )
 
 
-def dev_roster(
-    signers: dict[str, Signer] | None = None, valid_from: datetime = DEFAULT_VALID_FROM
-) -> KeyRoster:
+def dev_roster(signers: dict[str, Signer] | None = None, valid_from: datetime = DEFAULT_VALID_FROM) -> KeyRoster:
     """A roster holding the public keys of ``signers`` (default: :func:`dev_signers`)."""
     chosen = dev_signers() if signers is None else signers
     return KeyRoster(roster_key(s, valid_from) for s in chosen.values())

@@ -25,11 +25,11 @@ from xregion.config import BusConfig, load_config
 from xregion.examples import EVIDENCE_PHOTOS, EVIDENCE_PURCHASE, PAYLOADS
 from xregion.keys import init_keys, load_signer
 from xregion.lifecycle import ReferralState
+from xregion.ops.operator import apply_topology
+from xregion.ops.security import SecurityDir, ensure_dev_security
+from xregion.ops.server import EmbeddedServer, ServerConfig, free_port
 from xregion.permissions import OPERATOR
 from xregion.profiles import Profile, load_profile
-from xregion.runtime.operator import apply_topology
-from xregion.runtime.security import SecurityDir, ensure_dev_security
-from xregion.runtime.server import EmbeddedServer, ServerConfig, free_port
 from xregion.runtime.settings import RuntimeSettings
 
 STEP_TIMEOUT_S = 20.0

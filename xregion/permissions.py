@@ -2,7 +2,7 @@
 the subject grammar (:mod:`xregion.subjects`).
 
 Pure data, shared by ``xregion ops gen-config`` (which renders it into the server's
-``accounts``, :mod:`xregion.runtime.identities`) and the security tests. Nothing here talks to a server.
+``accounts``, :mod:`xregion.ops.identities`) and the security tests. Nothing here talks to a server.
 
 Principles (ARCHITECTURE §5 *Security* and §7, field notes pitfalls 10, 13, 14):
 
@@ -50,6 +50,17 @@ BUS_ACCOUNT = "BUS"
 ANY_VERSION = "*"
 """Permissions cover every contract version (v1 and v2 side by side during a migration)."""
 JS_API = "$JS.API"
+
+
+PARTY_URI = "urn:xregion:party:"
+"""Prefix of the URI SAN that names a party in its client certificate (the secured broker's user)."""
+LEAF_URI = "urn:xregion:leaf:"
+"""Prefix of the URI SAN of a regional site's leaf node, linking the region's account."""
+
+
+def party_uri(party: str) -> str:
+    """The URI SAN of ``party``'s client certificate, and its NATS user name."""
+    return f"{PARTY_URI}{party}"
 
 
 def consumer_name(party: str) -> str:

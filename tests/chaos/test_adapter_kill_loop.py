@@ -38,7 +38,7 @@ from tests.faults.harness import (
 )
 from tests.support import example_payload
 from xregion.adapter import Adapter
-from xregion.runtime.server import EmbeddedServer
+from xregion.ops.server import EmbeddedServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -60,9 +60,16 @@ async def test_adapter_sigkill_loop_during_traffic(
     trace = tmp_path / "TJ-invocations.txt"
     bj_db, tj_db = tmp_path / "BJ.db", tmp_path / "TJ.db"
     tj = AdapterProcess(
-        "TJ", nats_url=nats_server.url, keys_dir=keys, store=tj_db, log=tmp_path / "TJ.log",
-        env={"XREGION_FAULT_HANDLER_DELAY_S": str(DELAY_S), "XREGION_FAULT_TRACE": str(trace),
-             "XREGION_ACK_WAIT_S": "3"},
+        "TJ",
+        nats_url=nats_server.url,
+        keys_dir=keys,
+        store=tj_db,
+        log=tmp_path / "TJ.log",
+        env={
+            "XREGION_FAULT_HANDLER_DELAY_S": str(DELAY_S),
+            "XREGION_FAULT_TRACE": str(trace),
+            "XREGION_ACK_WAIT_S": "3",
+        },
     )
     bj = Adapter.from_keys_dir("BJ", keys, nats_url=nats_server.url, store_path=bj_db, handler=record_effect)
     submitted: list[str] = []

@@ -2,7 +2,7 @@
 
 Requirement: 0 lost, 0 duplicate handler effects, per-origin order kept.
 
-Three real ``nats-server`` processes (:class:`~xregion.runtime.cluster.EmbeddedCluster`,
+Three real ``nats-server`` processes (:class:`~xregion.ops.cluster.EmbeddedCluster`,
 routes on loopback, each node its own store), streams declared with ``replicas=3``. BJ and
 TJ run in-process, connected to all three nodes; BJ submits ``N`` ``lead.submitted`` to TJ,
 whose handler (:func:`tests.faults.handlers.record_effect`) records one effect row per
@@ -36,7 +36,7 @@ from tests.faults.harness import (
 )
 from tests.support import example_payload
 from xregion.adapter import Adapter
-from xregion.runtime.cluster import ClusterConfig, EmbeddedCluster
+from xregion.ops.cluster import ClusterConfig, EmbeddedCluster
 from xregion.runtime.settings import RuntimeSettings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -112,8 +112,7 @@ async def test_stream_leader_sigkill_during_10000_referrals(tmp_path: Path, monk
             leader = await stream_leader(cluster.urls)
             assert leader is not None
             victim = cluster.index_of(leader)
-            at_kill = {"submitted": len(submitted), "published": bj.relay.published,
-                       "tj_effects": effect_count(tj_db)}
+            at_kill = {"submitted": len(submitted), "published": bj.relay.published, "tj_effects": effect_count(tj_db)}
             cluster.kill(victim)
             killed_at = time.monotonic()
             alive = [u for i, u in enumerate(cluster.urls) if i != victim]

@@ -36,8 +36,8 @@ from tests.faults.harness import (
 )
 from tests.support import example_payload
 from xregion.adapter import Adapter
-from xregion.runtime.cluster import HUB_DOMAIN, hub_leafnodes_block, leaf_remote_block
-from xregion.runtime.server import EmbeddedServer, ServerConfig, free_port
+from xregion.ops.cluster import HUB_DOMAIN, hub_leafnodes_block, leaf_remote_block
+from xregion.ops.server import EmbeddedServer, ServerConfig, free_port
 from xregion.runtime.settings import RuntimeSettings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -71,19 +71,35 @@ async def test_leaf_link_cut_for_a_minute(tmp_path: Path, monkeypatch: pytest.Mo
     keys = make_keys(tmp_path / "keys")
     leaf_port, link_port = free_port(), free_port()
     hub = EmbeddedServer(
-        ServerConfig(store_dir=tmp_path / "hub", port=free_port(), server_name="hub", js_domain=HUB_DOMAIN,
-                     extra=hub_leafnodes_block("127.0.0.1", leaf_port))
+        ServerConfig(
+            store_dir=tmp_path / "hub",
+            port=free_port(),
+            server_name="hub",
+            js_domain=HUB_DOMAIN,
+            extra=hub_leafnodes_block("127.0.0.1", leaf_port),
+        )
     ).start()
     link = LinkProxy(link_port, leaf_port)
     await link.restore()
     leaf = EmbeddedServer(
-        ServerConfig(store_dir=tmp_path / "leaf-BJ", port=free_port(), server_name="leaf-BJ", jetstream=False,
-                     extra=leaf_remote_block([f"nats-leaf://127.0.0.1:{link_port}"]))
+        ServerConfig(
+            store_dir=tmp_path / "leaf-BJ",
+            port=free_port(),
+            server_name="leaf-BJ",
+            jetstream=False,
+            extra=leaf_remote_block([f"nats-leaf://127.0.0.1:{link_port}"]),
+        )
     ).start()
     dbs = {r: tmp_path / f"{r}.db" for r in ("BJ", "TJ", "HE")}
     adapters = {
-        "BJ": Adapter.from_keys_dir("BJ", keys, nats_url=leaf.url, store_path=dbs["BJ"], handler=record_effect,
-                                    settings=RuntimeSettings(js_domain=HUB_DOMAIN)),
+        "BJ": Adapter.from_keys_dir(
+            "BJ",
+            keys,
+            nats_url=leaf.url,
+            store_path=dbs["BJ"],
+            handler=record_effect,
+            settings=RuntimeSettings(js_domain=HUB_DOMAIN),
+        ),
         "TJ": Adapter.from_keys_dir("TJ", keys, nats_url=hub.url, store_path=dbs["TJ"], handler=record_effect),
         "HE": Adapter.from_keys_dir("HE", keys, nats_url=hub.url, store_path=dbs["HE"], handler=record_effect),
     }

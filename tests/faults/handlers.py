@@ -40,8 +40,16 @@ async def record_effect(delivery: Delivery) -> None:
     await delivery.tx.execute(
         "INSERT INTO effects (event_id, event_type, origin, originseq, linkseq, causation_id,"
         " stream_seq, delivery_count) VALUES (?,?,?,?,?,?,?,?)",
-        (env.id, env.event_type, env.sender, env.originseq, env.linkseq, env.causationid,
-         delivery.stream_seq, delivery.delivery_count),
+        (
+            env.id,
+            env.event_type,
+            env.sender,
+            env.originseq,
+            env.linkseq,
+            env.causationid,
+            delivery.stream_seq,
+            delivery.delivery_count,
+        ),
     )
     delay = float(os.environ.get("XREGION_FAULT_HANDLER_DELAY_S", "0") or 0)
     if delay > 0:

@@ -37,11 +37,12 @@ def make_keys(keys_dir: Path) -> Path:
 def cpu_seconds(pid: int | None = None) -> float:
     """User + system CPU time of a process (all its threads), from ``/proc/<pid>/stat``."""
     stat = Path(f"/proc/{pid or 'self'}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()  # the command name may contain spaces
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
 # --- the adapter's own database ------------------------------------------------------------
+
 
 def _ro(db_path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5.0)
@@ -106,6 +107,7 @@ def duplicated(ids: list[str]) -> dict[str, int]:
 
 # --- the stream ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class StoredEvent:
     stream_seq: int
@@ -138,14 +140,19 @@ async def stream_events(url: str, stream: str = "XREGION") -> list[StoredEvent]:
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             msg = await js.get_msg(stream, seq)
             wire = json.loads(msg.data or b"{}")
-            out.append(StoredEvent(
-                stream_seq=seq, subject=msg.subject or "",
-                msg_id=(msg.headers or {}).get("Nats-Msg-Id"), event_id=wire["id"],
-                # cn.jjj.xregion.<family>.<event>.v<N> and urn:xregion:<region>:<agency>
-                event_type=".".join(wire["type"].split(".")[3:5]), sender=wire["source"].split(":")[2],
-                originseq=wire["originseq"],
-                linkseq=wire["linkseq"],
-            ))
+            out.append(
+                StoredEvent(
+                    stream_seq=seq,
+                    subject=msg.subject or "",
+                    msg_id=(msg.headers or {}).get("Nats-Msg-Id"),
+                    event_id=wire["id"],
+                    # cn.jjj.xregion.<family>.<event>.v<N> and urn:xregion:<region>:<agency>
+                    event_type=".".join(wire["type"].split(".")[3:5]),
+                    sender=wire["source"].split(":")[2],
+                    originseq=wire["originseq"],
+                    linkseq=wire["linkseq"],
+                )
+            )
         assert len(out) == info.state.messages, "stream has interior deletes"
         return out
     finally:
@@ -163,11 +170,21 @@ async def dead_letters(url: str, region: str | None = None, stream: str = "XREGI
 
 # --- adapters as subprocesses ----------------------------------------------------------------
 
+
 class AdapterProcess:
     """``xregion adapter run`` in a subprocess, killable and restartable on the same store."""
 
-    def __init__(self, region: str, *, nats_url: str, keys_dir: Path, store: Path, log: Path,
-                 env: dict[str, str] | None = None, handler: str = HANDLER) -> None:
+    def __init__(
+        self,
+        region: str,
+        *,
+        nats_url: str,
+        keys_dir: Path,
+        store: Path,
+        log: Path,
+        env: dict[str, str] | None = None,
+        handler: str = HANDLER,
+    ) -> None:
         self.region = region
         self.nats_url = nats_url
         self.keys_dir = keys_dir
@@ -186,14 +203,29 @@ class AdapterProcess:
 
     def start(self) -> AdapterProcess:
         assert not self.running, "already running"
-        cmd = [str(XREGION_BIN), "adapter", "run", "--region", self.region,
-               "--nats-url", self.nats_url, "--keys-dir", str(self.keys_dir),
-               "--store", str(self.store), "--handler", self.handler, "--log-format", "json"]
+        cmd = [
+            str(XREGION_BIN),
+            "adapter",
+            "run",
+            "--region",
+            self.region,
+            "--nats-url",
+            self.nats_url,
+            "--keys-dir",
+            str(self.keys_dir),
+            "--store",
+            str(self.store),
+            "--handler",
+            self.handler,
+            "--log-format",
+            "json",
+        ]
         with open(self.log, "ab") as log:
             log.write(f"=== start #{self.starts + 1} {time.time():.3f}\n".encode())
             log.flush()
-            self.process = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.starts += 1
         return self
 

@@ -42,8 +42,8 @@ from tests.faults.harness import (
 )
 from tests.support import example_payload
 from xregion.adapter import Adapter
+from xregion.ops.server import EmbeddedServer
 from xregion.runtime.consumer import Consumer
-from xregion.runtime.server import EmbeddedServer
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.topology import consumer_name, ensure_topology
 
@@ -76,8 +76,11 @@ async def test_adapter_sigkill_mid_handling_effects_exactly_once(
         store=tj_db,
         log=tmp_path / "TJ.log",
         # A short ack wait so that what a killed TJ held is redelivered within seconds.
-        env={"XREGION_FAULT_HANDLER_DELAY_S": str(DELAY_S), "XREGION_FAULT_TRACE": str(trace),
-             "XREGION_ACK_WAIT_S": "3"},
+        env={
+            "XREGION_FAULT_HANDLER_DELAY_S": str(DELAY_S),
+            "XREGION_FAULT_TRACE": str(trace),
+            "XREGION_ACK_WAIT_S": "3",
+        },
     )
     bj = Adapter.from_keys_dir("BJ", keys, nats_url=nats_server.url, store_path=bj_db, handler=record_effect)
     t0 = time.monotonic()

@@ -23,7 +23,7 @@ from tests.bus import Bus, eventually
 from tests.faults.handlers import record_effect
 from tests.faults.harness import consumer_idle, duplicated, effect_count, effects, query, stream_events
 from tests.support import example_payload
-from xregion.runtime.server import EmbeddedServer
+from xregion.ops.server import EmbeddedServer
 
 pytestmark = pytest.mark.anyio
 
@@ -70,8 +70,10 @@ async def test_broker_sigkill_during_1000_submissions(
         broker_down = True
         killed_at = time.monotonic()
         at_kill = {
-            "submitted": len(submitted), "published": bj.relay.published if bj.relay else None,
-            "tj_effects": effect_count(tj_db), "bj_receipts": effect_count(bj_db),
+            "submitted": len(submitted),
+            "published": bj.relay.published if bj.relay else None,
+            "tj_effects": effect_count(tj_db),
+            "bj_receipts": effect_count(bj_db),
         }
         cpu_at_kill = time.process_time()
 
@@ -112,8 +114,7 @@ async def test_broker_sigkill_during_1000_submissions(
         assert set(tj_ids) == set(submitted), "lost or foreign events at TJ"
         assert tj_ids == submitted, "TJ's effects are not in BJ's submission order"
         assert [e[1] for e in tj_effects] == list(range(1, N + 1)), "link sequence out of order"
-        inbox = query(tj_db, "SELECT count(*), count(DISTINCT event_id) FROM inbox "
-                             "WHERE event_type = 'lead.submitted'")
+        inbox = query(tj_db, "SELECT count(*), count(DISTINCT event_id) FROM inbox WHERE event_type = 'lead.submitted'")
         assert inbox == [(N, N)]
 
         # --- BJ: outbox drained, in order, and all 1,000 automatic receipts, once each ------

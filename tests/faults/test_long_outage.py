@@ -39,7 +39,7 @@ from tests.faults.harness import (
 )
 from tests.support import example_payload
 from xregion.adapter import Adapter
-from xregion.runtime.server import EmbeddedServer
+from xregion.ops.server import EmbeddedServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

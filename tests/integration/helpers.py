@@ -104,12 +104,10 @@ def assert_receipt(bus: Bus, delivery: Delivery, *, by: str, answers: str) -> No
 
 async def history_of(bus: Bus, region: str, referral_id: str) -> list[tuple[str, str, str]]:
     """(event type, sender, state after) of a referral, as ``region`` recorded it."""
-    return [(h.event_type, h.sender, h.state_after)
-            for h in await bus.adapters[region].client.history(referral_id)]
+    return [(h.event_type, h.sender, h.state_after) for h in await bus.adapters[region].client.history(referral_id)]
 
 
-async def tracks(bus: Bus, region: str, referral_id: str, wanted: dict[str, str],
-                 timeout: float = 10.0) -> Any:
+async def tracks(bus: Bus, region: str, referral_id: str, wanted: dict[str, str], timeout: float = 10.0) -> Any:
     """Wait until ``region``'s view of a tracked referral has the ``wanted`` tracks."""
 
     async def check() -> Any:

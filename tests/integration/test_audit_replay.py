@@ -34,7 +34,7 @@ from xregion.demo import (
     lead_forwarded,
     recognition,
 )
-from xregion.runtime.server import EmbeddedServer
+from xregion.ops.server import EmbeddedServer
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.topology import event_stream_config
 from xregion.signing import KeyRoster, Signer

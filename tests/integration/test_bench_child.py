@@ -9,7 +9,7 @@ import pytest
 
 from xregion.bench.child import Child
 from xregion.bench.raw import RAW_STREAM, publish_all, raw_stream
-from xregion.runtime.server import EmbeddedServer, free_port
+from xregion.ops.server import EmbeddedServer, free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -19,7 +19,7 @@ from xregion.coordinator.service import Coordinator
 from xregion.demo import run_demo
 from xregion.examples import PAYLOADS
 from xregion.keys import ROSTER_FILE, write_private_key
-from xregion.runtime.server import EmbeddedServer
+from xregion.ops.server import EmbeddedServer
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.stream_reader import StreamReader
 from xregion.runtime.topology import ensure_topology

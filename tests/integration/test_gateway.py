@@ -24,8 +24,8 @@ from tests.integration.webhook_receiver import Receiver
 from xregion.examples import PAYLOADS
 from xregion.gateway.server import Gateway
 from xregion.keys import init_keys
-from xregion.runtime.certs import write_dev_pki
-from xregion.runtime.server import free_port
+from xregion.ops.certs import write_dev_pki
+from xregion.ops.server import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -60,8 +60,10 @@ async def test_h2_lead_is_forwarded_only_after_the_originator_grants_it(bus: Bus
     assert err.details["target_region"] == "BJ" and err.details["origin"] == "TJ"
     assert "H2" in err.message and rid in err.message and "BJ" in err.message
     assert any(
-        line["event"] == "forward refused by handling code" and line["referral_id"] == rid
-        and line["target_region"] == "BJ" and line["reason_code"] == "handling_restricted"
+        line["event"] == "forward refused by handling code"
+        and line["referral_id"] == rid
+        and line["target_region"] == "BJ"
+        and line["reason_code"] == "handling_restricted"
         for line in logs
     )
     # ... and nothing was stored or published.
@@ -134,8 +136,7 @@ async def test_forged_forward_of_an_h2_lead_is_dead_lettered_at_the_origin(bus: 
     js = nc.jetstream()
 
     async def publish(name: str, data: dict[str, Any]) -> DecodedEvent:
-        event = example_event(name, sender="HE", to="TJ", referral_id=rid, payload=data,
-                              time=datetime.now(UTC))
+        event = example_event(name, sender="HE", to="TJ", referral_id=rid, payload=data, time=datetime.now(UTC))
         decoded = he.seal(event)
         await js.publish(decoded.subject, encode(decoded.wire), headers={"Nats-Msg-Id": decoded.envelope.id})
         return decoded
@@ -143,8 +144,9 @@ async def test_forged_forward_of_an_h2_lead_is_dead_lettered_at_the_origin(bus: 
     try:
         await publish("lead.received", {})
         await bus.state("TJ", rid, "received")
-        forged = await publish("lead.forwarded", {"to_region": "BJ", "new_referral_id": "HE-" + rid[3:],
-                                                  "reason": REASON})
+        forged = await publish(
+            "lead.forwarded", {"to_region": "BJ", "new_referral_id": "HE-" + rid[3:], "reason": REASON}
+        )
 
         async def dead() -> Any:
             return [d for d in await bus.dead_letters("TJ") if d.event_id == forged.envelope.id]
@@ -158,12 +160,11 @@ async def test_forged_forward_of_an_h2_lead_is_dead_lettered_at_the_origin(bus: 
         assert (await tj.referral(rid)).state == "received"  # type: ignore[union-attr]
 
         await publish("lead.permission_requested", ASK)
-        await eventually(
-            lambda: _has(bus, rid, "lead.permission_requested"), 10.0, "TJ to receive the request"
-        )
+        await eventually(lambda: _has(bus, rid, "lead.permission_requested"), 10.0, "TJ to receive the request")
         await tj.send(rid, "lead.permission_granted", GRANT)
-        again = await publish("lead.forwarded", {"to_region": "BJ", "new_referral_id": "HE-" + rid[3:],
-                                                 "reason": REASON})
+        again = await publish(
+            "lead.forwarded", {"to_region": "BJ", "new_referral_id": "HE-" + rid[3:], "reason": REASON}
+        )
         await bus.state("TJ", rid, "forwarded")
         assert [d.event_id for d in await bus.dead_letters("TJ")] == [forged.envelope.id]
         assert again.envelope.id in {d.event.envelope.id for d in deliveries(bus, "TJ", rid)}

@@ -16,7 +16,7 @@ from tests.bus import eventually
 from xregion.adapter import Adapter
 from xregion.examples import PAYLOADS
 from xregion.logs import configure_logging
-from xregion.runtime.server import EmbeddedServer
+from xregion.ops.server import EmbeddedServer
 from xregion.signing import KeyRoster, Signer
 
 pytestmark = pytest.mark.anyio

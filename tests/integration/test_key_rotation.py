@@ -69,8 +69,13 @@ async def next_from(adapter: Adapter, signer: Signer, *, time: datetime) -> Deco
 
 
 async def publish(js: JetStreamContext, bus: Bus, event: DecodedEvent) -> int:
-    ack = await js.publish(event.subject, encode(event.wire), stream=bus.settings.stream,
-                           headers={"Nats-Msg-Id": event.envelope.id}, timeout=5.0)
+    ack = await js.publish(
+        event.subject,
+        encode(event.wire),
+        stream=bus.settings.stream,
+        headers={"Nats-Msg-Id": event.envelope.id},
+        timeout=5.0,
+    )
     return int(ack.seq)
 
 
@@ -78,9 +83,7 @@ def received_ids(bus: Bus, region: str = "TJ") -> list[str]:
     return [d.event.envelope.id for d in bus.received.get(region, [])]
 
 
-async def test_rotation_during_live_traffic_loses_nothing(
-    bus: Bus, keys_dir: Path, logs: list[dict[str, Any]]
-) -> None:
+async def test_rotation_during_live_traffic_loses_nothing(bus: Bus, keys_dir: Path, logs: list[dict[str, Any]]) -> None:
     """BJ submits leads to TJ continuously; half-way BJ's key is rotated (`xregion keys
     rotate`): TJ reloads the roster file, BJ picks up its new private key file. Every lead is
     delivered exactly once and in order, every receipt comes back, and both keys signed some."""
@@ -137,17 +140,21 @@ async def test_new_key_before_the_roster_reload_and_outbox_signed_with_the_old_k
     bus.keys_dir = keys_dir
     bus.settings = RuntimeSettings(ack_wait_s=5.0, max_deliver=5, key_reload_s=3600.0)
     [tj] = await bus.start("TJ")
-    bj = Adapter.from_keys_dir("BJ", keys_dir, nats_url=bus.server.url, store_path=bus.root / "BJ.db",
-                               settings=bus.settings, handler=bus.recorder("BJ"))
+    bj = Adapter.from_keys_dir(
+        "BJ",
+        keys_dir,
+        nats_url=bus.server.url,
+        store_path=bus.root / "BJ.db",
+        settings=bus.settings,
+        handler=bus.recorder("BJ"),
+    )
     bus.adapters["BJ"] = bj
     await bj.store.open()  # not connected yet: what BJ submits stays in its outbox
     old_key = bj.signer.key_id
-    queued = [await bj.client.open("lead.submitted", to="TJ", data=example_payload("lead.submitted"))
-              for _ in range(3)]
+    queued = [await bj.client.open("lead.submitted", to="TJ", data=example_payload("lead.submitted")) for _ in range(3)]
     new_signer, _ = rotate_key(keys_dir, "BJ", WEEK)
     bj.rotate_signer(new_signer)  # no restart
-    fresh = [await bj.client.open("lead.submitted", to="TJ", data=example_payload("lead.submitted"))
-             for _ in range(3)]
+    fresh = [await bj.client.open("lead.submitted", to="TJ", data=example_payload("lead.submitted")) for _ in range(3)]
     assert {e.envelope.keyid for e in queued} == {old_key}
     assert {e.envelope.keyid for e in fresh} == {new_signer.key_id}
     assert new_signer.key_id not in live_roster(tj)
@@ -183,8 +190,10 @@ async def test_revoked_key_is_refused_named_alerted_and_the_adapter_goes_on(
 
     revoked_at = datetime.now(UTC)
     revoke_key(keys_dir, old_signer.key_id, revoked_at, "private key stolen")
-    await eventually(lambda: _is(live_roster(tj).get(old_signer.key_id).revoked_at == revoked_at),
-                     what="TJ to reload the roster with the revocation")
+    await eventually(
+        lambda: _is(live_roster(tj).get(old_signer.key_id).revoked_at == revoked_at),
+        what="TJ to reload the roster with the revocation",
+    )
 
     current = await next_from(bj, old_signer, time=datetime.now(UTC))
     backdated = await next_from(bj, old_signer, time=revoked_at - timedelta(hours=1))
@@ -224,8 +233,10 @@ async def test_revocation_grace_lets_an_event_signed_before_it_through(
     )
     revoked_at = datetime.now(UTC) + timedelta(milliseconds=1)
     revoke_key(keys_dir, signers["BJ"].key_id, revoked_at, "retired after a leak")
-    await eventually(lambda: _is(live_roster(tj).get(signers["BJ"].key_id).revoked_at == revoked_at),
-                     what="TJ to reload the roster with the revocation")
+    await eventually(
+        lambda: _is(live_roster(tj).get(signers["BJ"].key_id).revoked_at == revoked_at),
+        what="TJ to reload the roster with the revocation",
+    )
     await publish(js, bus, signed_before)
     await eventually(lambda: _all_received(bus, [signed_before]), what="the event signed before the revocation")
     assert await bus.dead_letters() == []
@@ -245,7 +256,6 @@ async def _alerts(bus: Bus, n: int) -> Any:
     return alerts if len(alerts) >= n else None
 
 
-
 async def test_a_rotated_receiver_still_opens_personal_data_sealed_to_its_old_key(
     bus: Bus, keys_dir: Path, js: JetStreamContext
 ) -> None:
@@ -254,8 +264,14 @@ async def test_a_rotated_receiver_still_opens_personal_data_sealed_to_its_old_ke
     ``private/retired/`` for opening only, so TJ's handler still gets the plaintext."""
     bus.keys_dir = keys_dir
     bus.settings = RuntimeSettings(ack_wait_s=5.0, max_deliver=5, key_reload_s=3600.0)
-    bj = Adapter.from_keys_dir("BJ", keys_dir, nats_url=bus.server.url, store_path=bus.root / "BJ.db",
-                               settings=bus.settings, handler=bus.recorder("BJ"))
+    bj = Adapter.from_keys_dir(
+        "BJ",
+        keys_dir,
+        nats_url=bus.server.url,
+        store_path=bus.root / "BJ.db",
+        settings=bus.settings,
+        handler=bus.recorder("BJ"),
+    )
     bus.adapters["BJ"] = bj
     await bj.store.open()  # not connected yet: the lead waits in BJ's outbox
     data = example_payload("lead.submitted")

@@ -27,7 +27,7 @@ from xregion.coordinator.feed import ProjectionFeed
 from xregion.coordinator.projection import Projection
 from xregion.examples import PAYLOADS
 from xregion.keys import ROSTER_FILE
-from xregion.runtime.server import EmbeddedServer
+from xregion.ops.server import EmbeddedServer
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.stream_reader import StreamReader
 from xregion.runtime.topology import ensure_topology

@@ -26,8 +26,9 @@ pytestmark = pytest.mark.anyio
 
 
 async def publish(js: JetStreamContext, bus: Bus, event: DecodedEvent, msg_id: str) -> tuple[int, bool]:
-    ack = await js.publish(event.subject, encode(event.wire), stream=bus.settings.stream,
-                           headers={"Nats-Msg-Id": msg_id}, timeout=5.0)
+    ack = await js.publish(
+        event.subject, encode(event.wire), stream=bus.settings.stream, headers={"Nats-Msg-Id": msg_id}, timeout=5.0
+    )
     return int(ack.seq), bool(ack.duplicate)
 
 
@@ -39,9 +40,11 @@ async def received(bus: Bus, *events: DecodedEvent) -> bool:
     return all(e.envelope.id in handled(bus) for e in events)
 
 
-async def replay_refused(bus: Bus, js: JetStreamContext, replay_seq: int, *delivered: DecodedEvent,
-                         replayed: DecodedEvent) -> None:
+async def replay_refused(
+    bus: Bus, js: JetStreamContext, replay_seq: int, *delivered: DecodedEvent, replayed: DecodedEvent
+) -> None:
     """The replay is dead-lettered chain_replay with an alert; the handler saw every event once."""
+
     async def letter() -> object:
         return [x for x in await bus.dead_letters("TJ") if x.stream_seq == replay_seq]
 
@@ -111,8 +114,7 @@ async def test_replay_with_the_same_msg_id_after_the_duplicate_window(
     await replay_refused(bus, js, replay_seq, first, second, replayed=first)
 
 
-async def test_replay_reaches_a_restarted_adapter(bus: Bus, js: JetStreamContext,
-                                                  signers: dict[str, Signer]) -> None:
+async def test_replay_reaches_a_restarted_adapter(bus: Bus, js: JetStreamContext, signers: dict[str, Signer]) -> None:
     """What the adapter saw is durable: after a restart the replay is still refused."""
     await bus.start("TJ")
     bj = OriginChain(signers["BJ"])

@@ -33,7 +33,7 @@ from xregion.contracts.catalog import CATALOG
 from xregion.contracts.common import Sealed
 from xregion.demo import run_demo
 from xregion.examples import PAYLOADS
-from xregion.runtime.server import EmbeddedServer
+from xregion.ops.server import EmbeddedServer
 from xregion.sealing import recipients, seal_data, sensitive_values
 
 pytestmark = pytest.mark.anyio
@@ -107,7 +107,8 @@ async def test_handler_reads_plain_data_while_the_stream_holds_only_ciphertext(b
         (got,) = deliveries(bus, region, shared.envelope.subject)
         assert got.payload.entry.name == "石家庄市某某服装店"  # type: ignore[attr-defined]
         assert set(got.event.wire["data"]["entry"]["name"]["sealed"]) == {
-            bus.signers["BJ"].key_id, bus.signers["TJ"].key_id,
+            bus.signers["BJ"].key_id,
+            bus.signers["TJ"].key_id,
         }
 
     # The stream — the coordinator's and the auditor's view — holds no personal data, and
@@ -194,7 +195,11 @@ def test_demo_output_and_logs_hold_no_personal_data() -> None:
     env = {k: v for k, v in os.environ.items() if k != "XREGION_NATS_URL"}
     done = subprocess.run(
         [str(Path(sys.executable).parent / "xregion"), "demo", "-v", "--log-format", "json"],
-        cwd=ROOT, env={**env, "COLUMNS": "200"}, capture_output=True, timeout=90, check=False,
+        cwd=ROOT,
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        timeout=90,
+        check=False,
     )
     stdout, stderr = done.stdout.decode("utf-8"), done.stderr.decode("utf-8")
     assert done.returncode == 0, stdout[-2000:] + stderr[-2000:]

@@ -31,8 +31,9 @@ SUBMITTED = "xregion.v1.lead.submitted.BJ.TJ"
 
 async def publish(js: JetStreamContext, bus: Bus, subject: str, wire: dict[str, Any] | bytes) -> int:
     body = wire if isinstance(wire, bytes) else encode(wire)
-    ack = await js.publish(subject, body, stream=bus.settings.stream,
-                           headers={"Nats-Msg-Id": new_event_id()}, timeout=5.0)
+    ack = await js.publish(
+        subject, body, stream=bus.settings.stream, headers={"Nats-Msg-Id": new_event_id()}, timeout=5.0
+    )
     return int(ack.seq)
 
 
@@ -177,11 +178,17 @@ async def test_an_alert_that_cannot_be_published_does_not_block(bus: Bus, signer
     once; when the stream never takes it, the alert is given up and logged, not lost silently."""
     nc = await bus.raw()
     try:
-        alerts = SecurityAlerts(nc.jetstream(), "TJ", lambda: signers["TJ"], stream="NO_SUCH_STREAM",
-                                retry_s=1.0, publish_timeout_s=0.2)
+        alerts = SecurityAlerts(
+            nc.jetstream(), "TJ", lambda: signers["TJ"], stream="NO_SUCH_STREAM", retry_s=1.0, publish_timeout_s=0.2
+        )
         with capture_logs() as entries:
-            record = alerts.raise_alert({"code": "bad_signature", "message": "forged"}, body=b"{}",
-                                        original_subject=SUBMITTED, stream_seq=7, event_id=None)
+            record = alerts.raise_alert(
+                {"code": "bad_signature", "message": "forged"},
+                body=b"{}",
+                original_subject=SUBMITTED,
+                stream_seq=7,
+                event_id=None,
+            )
             assert alerts.pending == 1 and record["id"] == "alert-TJ-7-bad_signature"
             await eventually(lambda: _done(alerts), timeout=10.0, what="the alert to be given up")
         assert alerts.published == 0
@@ -192,4 +199,3 @@ async def test_an_alert_that_cannot_be_published_does_not_block(bus: Bus, signer
 
 async def _done(alerts: SecurityAlerts) -> bool:
     return alerts.pending == 0
-

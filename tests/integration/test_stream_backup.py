@@ -25,8 +25,8 @@ from xregion.auditor.source import read_stream
 from xregion.config import load_config
 from xregion.errors import BackupError
 from xregion.examples import PAYLOADS
+from xregion.ops.backup import DATA_FILE, StreamBackup, backup_stream, bus_streams, restore_stream
 from xregion.permissions import consumer_name
-from xregion.runtime.backup import DATA_FILE, StreamBackup, backup_stream, bus_streams, restore_stream
 from xregion.signing import KeyRoster
 
 pytestmark = pytest.mark.anyio

@@ -10,7 +10,7 @@ from datetime import timedelta
 import nats
 import pytest
 
-from xregion.runtime.server import EmbeddedServer
+from xregion.ops.server import EmbeddedServer
 from xregion.runtime.stream_reader import StreamReader, StreamReadTimeout, StreamUnavailable
 
 pytestmark = pytest.mark.anyio

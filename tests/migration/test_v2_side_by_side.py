@@ -60,8 +60,12 @@ async def test_v1_and_v2_side_by_side_with_upcasting(bus: Bus, catalog) -> None:
     bj = bus.adapters["BJ"].client
 
     v1 = await bj.open("share.alert", to="ALL", data=PAYLOADS["share.alert"])
-    v2 = await bj.open("share.alert", to="ALL", version=2,
-                       data={"title": "假冒白酒风险提示（v2）", "severity": 4, "description": "请加强巡查"})
+    v2 = await bj.open(
+        "share.alert",
+        to="ALL",
+        version=2,
+        data={"title": "假冒白酒风险提示（v2）", "severity": 4, "description": "请加强巡查"},
+    )
     later_v1 = await bj.open("share.alert", to="ALL", data=dict(PAYLOADS["share.alert"], title="第三次提示"))
     assert v2.subject == "xregion.v2.share.alert.BJ.ALL"
     assert v1.envelope.linkseq == 1 and later_v1.envelope.linkseq == 2 and v2.envelope.linkseq == 1
@@ -76,6 +80,7 @@ async def test_v1_and_v2_side_by_side_with_upcasting(bus: Bus, catalog) -> None:
 
     for sent in (v1, v2, later_v1):
         await bus.state("BJ", sent.envelope.subject, "published")
+
     # HE read only the v1 alerts, in order, with no gap on BJ>ALL and nothing dead-lettered.
     async def he_has_two() -> list[str] | None:
         got = [d.event.envelope.id for d in bus.received.get("HE", [])]
@@ -83,11 +88,13 @@ async def test_v1_and_v2_side_by_side_with_upcasting(bus: Bus, catalog) -> None:
 
     assert await eventually(he_has_two, what="HE to handle the two v1 alerts") == [v1.envelope.id, later_v1.envelope.id]
     assert await bus.dead_letters() == []
+
     # Every region acknowledged what it can read: TJ all three, HE the two v1 alerts.
     async def acked() -> bool:
         states = [await bj.referral(s.envelope.subject) for s in (v1, v2, later_v1)]
-        return (all(s and s.tracks.get("TJ") == "acknowledged" for s in states)
-                and all(s and s.tracks.get("HE") == "acknowledged" for s in (states[0], states[2])))
+        return all(s and s.tracks.get("TJ") == "acknowledged" for s in states) and all(
+            s and s.tracks.get("HE") == "acknowledged" for s in (states[0], states[2])
+        )
 
     await eventually(acked, what="acknowledgements")
     # Downcasting is refused: a v1 reader cannot take a v2 event.

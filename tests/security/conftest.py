@@ -19,10 +19,10 @@ from tests.security.secure_bus import SETTINGS, LogCapture, SecureBus
 from xregion.cli import app
 from xregion.config import load_config
 from xregion.logs import configure_logging
+from xregion.ops.operator import apply_topology
+from xregion.ops.security import SecurityDir
+from xregion.ops.server import EmbeddedServer, ServerConfig, free_port
 from xregion.permissions import OPERATOR
-from xregion.runtime.operator import apply_topology
-from xregion.runtime.security import SecurityDir
-from xregion.runtime.server import EmbeddedServer, ServerConfig, free_port
 from xregion.signing import KeyRoster, Signer
 
 REGIONS = load_config().regions.codes

@@ -17,9 +17,9 @@ from nats.aio.client import Client
 from tests.bus import eventually
 from xregion.adapter import Adapter, Delivery
 from xregion.lifecycle import ReferralState
+from xregion.ops.security import SecurityDir
+from xregion.ops.server import EmbeddedServer
 from xregion.runtime.connection import ClientIdentity, connect
-from xregion.runtime.security import SecurityDir
-from xregion.runtime.server import EmbeddedServer
 from xregion.runtime.settings import RuntimeSettings
 from xregion.signing import KeyRoster, Signer
 

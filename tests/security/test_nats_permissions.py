@@ -16,8 +16,8 @@ from nats.js import api
 from tests.bus import eventually
 from tests.security.secure_bus import SecureBus
 from xregion.examples import PAYLOADS
+from xregion.ops.backup import backup_stream, restore_stream
 from xregion.permissions import consumer_name
-from xregion.runtime.backup import backup_stream, restore_stream
 
 pytestmark = pytest.mark.anyio
 

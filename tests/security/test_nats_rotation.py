@@ -15,7 +15,7 @@ from tests.bus import eventually
 from tests.security.secure_bus import SecureBus
 from xregion.cli import app
 from xregion.examples import PAYLOADS
-from xregion.runtime.certs import Authority, _write_cert, _write_key, client_files, tls_dir
+from xregion.ops.certs import Authority, _write_cert, _write_key, client_files, tls_dir
 from xregion.runtime.connection import ClientIdentity, ConnectionSecurityError, connect
 
 pytestmark = pytest.mark.anyio

@@ -16,7 +16,9 @@ from tests.security.conftest import generate
 from tests.security.secure_bus import SETTINGS, LogCapture, SecureBus
 from xregion.adapter import Adapter
 from xregion.cli import app
-from xregion.runtime.certs import server_files
+from xregion.ops.certs import server_files
+from xregion.ops.security import SecurityDir
+from xregion.ops.server import EmbeddedServer
 from xregion.runtime.connection import (
     AuthenticationFailed,
     ClientIdentity,
@@ -27,8 +29,6 @@ from xregion.runtime.connection import (
     TlsUntrustedServer,
     connect,
 )
-from xregion.runtime.security import SecurityDir
-from xregion.runtime.server import EmbeddedServer
 from xregion.runtime.topology import TopologyError
 from xregion.signing import KeyRoster, Signer
 

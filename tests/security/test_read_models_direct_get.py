@@ -23,8 +23,8 @@ from tests.security.secure_bus import SecureBus
 from xregion.coordinator.projection import Projection
 from xregion.examples import PAYLOADS
 from xregion.keys import ROSTER_FILE
+from xregion.ops.security import SecurityDir
 from xregion.regions import AUDITOR, COORDINATOR
-from xregion.runtime.security import SecurityDir
 
 pytestmark = pytest.mark.anyio
 

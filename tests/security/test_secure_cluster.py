@@ -20,12 +20,12 @@ from tests.security.conftest import REGIONS, generate
 from tests.security.secure_bus import SETTINGS
 from xregion.adapter import Adapter, Delivery
 from xregion.examples import PAYLOADS
+from xregion.ops.backup import backup_stream, restore_stream
+from xregion.ops.cluster import ClusterConfig, EmbeddedCluster
+from xregion.ops.operator import apply_topology
+from xregion.ops.security import SecurityDir
 from xregion.permissions import OPERATOR
-from xregion.runtime.backup import backup_stream, restore_stream
-from xregion.runtime.cluster import ClusterConfig, EmbeddedCluster
 from xregion.runtime.connection import connect
-from xregion.runtime.operator import apply_topology
-from xregion.runtime.security import SecurityDir
 from xregion.signing import KeyRoster, Signer
 
 pytestmark = pytest.mark.anyio

@@ -16,14 +16,14 @@ from tests.security.conftest import REGIONS
 from tests.security.secure_bus import SETTINGS
 from xregion.adapter import Adapter, Delivery
 from xregion.examples import PAYLOADS
+from xregion.ops.certs import leaf_files, server_files
+from xregion.ops.cluster import HUB_DOMAIN, hub_leafnodes_block, leaf_remote_block
+from xregion.ops.identities import LEAF_AUTH_FILE, PINNED_FILE
+from xregion.ops.operator import apply_topology
+from xregion.ops.security import SecurityDir
+from xregion.ops.server import EmbeddedServer, ServerConfig, free_port
 from xregion.permissions import OPERATOR
-from xregion.runtime.certs import leaf_files, server_files
-from xregion.runtime.cluster import HUB_DOMAIN, hub_leafnodes_block, leaf_remote_block
 from xregion.runtime.connection import connect
-from xregion.runtime.identities import LEAF_AUTH_FILE, PINNED_FILE
-from xregion.runtime.operator import apply_topology
-from xregion.runtime.security import SecurityDir
-from xregion.runtime.server import EmbeddedServer, ServerConfig, free_port
 from xregion.signing import KeyRoster, Signer
 
 pytestmark = pytest.mark.anyio

@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from xregion.runtime.cluster import write_ops_configs
-from xregion.runtime.server import find_nats_server
+from xregion.ops.cluster import write_ops_configs
+from xregion.ops.server import find_nats_server
 
 ROOT = Path(__file__).resolve().parents[2]
 

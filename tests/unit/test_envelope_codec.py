@@ -46,8 +46,18 @@ from xregion.uscc import ALPHABET, InvalidUSCC, check_character, validate_uscc
 EVENT_TYPES: list[EventType] = list(CATALOG)
 EVENT_NAMES = [t.name for t in EVENT_TYPES]
 EXTENSIONS = (
-    "addressee", "correlationid", "causationid", "originseq", "prevhash", "linkseq", "linkprev",
-    "handling", "handlingnote", "answerby", "keyid", "signature",
+    "addressee",
+    "correlationid",
+    "causationid",
+    "originseq",
+    "prevhash",
+    "linkseq",
+    "linkprev",
+    "handling",
+    "handlingnote",
+    "answerby",
+    "keyid",
+    "signature",
 )
 TIME = datetime(2026, 11, 25, 6, 30, tzinfo=UTC)
 
@@ -234,9 +244,7 @@ def test_oversized_message() -> None:
     assert expect(OversizedMessage, b"x" * (2 * MAX_EVENT_BYTES)).code == "oversized"
 
 
-@pytest.mark.parametrize(
-    "raw", [b"{not json", b"", b'{"id": "1",}', b'{"a": "\xff\xfe"}', b"\xef\xbb"]
-)
+@pytest.mark.parametrize("raw", [b"{not json", b"", b'{"id": "1",}', b'{"a": "\xff\xfe"}', b"\xef\xbb"])
 def test_malformed_json(raw: bytes) -> None:
     assert expect(MalformedJson, raw).code == "malformed_json"
 
@@ -255,9 +263,24 @@ def test_event_wrapped_in_an_array_is_schema_invalid() -> None:
 
 @pytest.mark.parametrize(
     "attribute",
-    ["id", "source", "type", "time", "subject", "specversion", "data", "addressee",
-     "originseq", "prevhash", "linkseq", "linkprev", "keyid", "handling", "correlationid",
-     "dataschema"],
+    [
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "specversion",
+        "data",
+        "addressee",
+        "originseq",
+        "prevhash",
+        "linkseq",
+        "linkprev",
+        "keyid",
+        "handling",
+        "correlationid",
+        "dataschema",
+    ],
 )
 def test_missing_attribute_is_named(attribute: str) -> None:
     wire = dict(sealed("lead.submitted").wire)
@@ -595,8 +618,13 @@ def test_malformed_subjects_are_refused(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [("lead", "submitted", "BJ", "BJ"), ("lead", "submitted", "ALL", "TJ"),
-             ("lead", "Submitted", "BJ", "TJ"), ("lead", "submitted", "BJ", "TJ", "1")],
+    "args",
+    [
+        ("lead", "submitted", "BJ", "BJ"),
+        ("lead", "submitted", "ALL", "TJ"),
+        ("lead", "Submitted", "BJ", "TJ"),
+        ("lead", "submitted", "BJ", "TJ", "1"),
+    ],
 )
 def test_build_refuses_bad_tokens(args: tuple[str, ...]) -> None:
     with pytest.raises(SubjectError):
@@ -684,14 +712,10 @@ def test_default_configuration() -> None:
     assert "amr" in config.regions.get("HE").agencies
     assert config.regions.others("TJ") == ("BJ", "HE")
     assert config.deadlines.period("lead.submitted") == 10
-    assert config.deadlines.default_answer_by("lead.submitted", date(2026, 11, 25)) == date(
-        2026, 12, 5
-    )
+    assert config.deadlines.default_answer_by("lead.submitted", date(2026, 11, 25)) == date(2026, 12, 5)
 
 
-def test_a_fourth_region_is_a_configuration_change(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_fourth_region_is_a_configuration_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CONFIG_ENV, str(_write(tmp_path, FOUR_REGIONS)))
     four = load_config().regions
     default = load_config(Path(__file__).parents[2] / "xregion" / "config" / "bus.toml").regions
@@ -708,15 +732,18 @@ def test_a_fourth_region_is_a_configuration_change(
         decode(encode(event.wire), registry=default)
 
     from_sd = OriginChain(Signer.generate("SD"), registry=four).seal(
-        example_event("lead.forwarded", sender="SD", to="BJ",
-                      payload=example_payload("lead.forwarded") | {"to_region": "HE"})
+        example_event(
+            "lead.forwarded", sender="SD", to="BJ", payload=example_payload("lead.forwarded") | {"to_region": "HE"}
+        )
     )
     decode(encode(from_sd.wire), registry=four)
     with pytest.raises(UnknownParty):
         decode(encode(from_sd.wire), registry=default)
 
     forwarded_to_sd = sealed(
-        "lead.forwarded", sender="TJ", to="BJ",
+        "lead.forwarded",
+        sender="TJ",
+        to="BJ",
         payload=example_payload("lead.forwarded") | {"to_region": "SD"},
     )
     decode(encode(forwarded_to_sd.wire), registry=four)
@@ -724,9 +751,7 @@ def test_a_fourth_region_is_a_configuration_change(
         decode(encode(forwarded_to_sd.wire), registry=default)
 
 
-def test_config_path_argument_wins_over_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_config_path_argument_wins_over_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "missing.toml"))
     assert load_config(_write(tmp_path, FOUR_REGIONS)).regions.codes[-1] == "SD"
     with pytest.raises(ConfigError, match=r"missing\.toml"):
@@ -740,36 +765,44 @@ def _region(code: str, agencies: str = 'amr = "市场监督管理局"', **fields
 
 
 BAD_CONFIGS: list[tuple[str, str, str]] = [
-    ("no regions", "[deadlines]\n\"lead.submitted\" = 10\n", "no [regions] table"),
+    ("no regions", '[deadlines]\n"lead.submitted" = 10\n', "no [regions] table"),
     ("missing name", _region("BJ", name_zh="-") + _region("TJ"), "region BJ lacks 'name_zh'"),
-    ("missing agencies", '[regions.BJ]\nname_zh = "x"\nname_en = "x"\niso = "x"\n'
-     + _region("TJ"), "region BJ lacks 'agencies'"),
+    (
+        "missing agencies",
+        '[regions.BJ]\nname_zh = "x"\nname_en = "x"\niso = "x"\n' + _region("TJ"),
+        "region BJ lacks 'agencies'",
+    ),
     ("lower-case code", _region("sd") + _region("TJ"), "'sd' must be 2-8 upper-case letters"),
     ("reserved code", _region("ALL") + _region("TJ"), "'ALL' is reserved"),
     ("coordinator code", _region("COORD") + _region("TJ"), "'COORD' is reserved"),
     ("no agencies", _region("BJ", agencies="") + _region("TJ"), "region BJ lists no agencies"),
-    ("bad agency", _region("BJ", agencies='Police = "公安"') + _region("TJ"),
-     "agency code 'Police' of region BJ"),
+    ("bad agency", _region("BJ", agencies='Police = "公安"') + _region("TJ"), "agency code 'Police' of region BJ"),
     ("one region", _region("BJ"), "at least two regions"),
-    ("bad deadline", _region("BJ") + _region("TJ") + '[deadlines]\n"lead.submitted" = 0\n',
-     "deadline 'lead.submitted'"),
-    ("string deadline", _region("BJ") + _region("TJ") + '[deadlines]\n"lead.submitted" = "10"\n',
-     "deadline 'lead.submitted'"),
-    ("agencies not a table", _region("TJ") + '[regions.BJ]\nname_zh = "x"\nname_en = "x"\n'
-     'iso = "x"\nagencies = "amr"\n', "region BJ: agencies must be a table"),
+    (
+        "bad deadline",
+        _region("BJ") + _region("TJ") + '[deadlines]\n"lead.submitted" = 0\n',
+        "deadline 'lead.submitted'",
+    ),
+    (
+        "string deadline",
+        _region("BJ") + _region("TJ") + '[deadlines]\n"lead.submitted" = "10"\n',
+        "deadline 'lead.submitted'",
+    ),
+    (
+        "agencies not a table",
+        _region("TJ") + '[regions.BJ]\nname_zh = "x"\nname_en = "x"\niso = "x"\nagencies = "amr"\n',
+        "region BJ: agencies must be a table",
+    ),
     ("region not a table", 'regions.BJ = "北京市"\n' + _region("TJ"), "region BJ must be a table"),
     ("regions not a table", 'regions = ["BJ", "TJ"]\n', "no [regions] table"),
-    ("deadlines not a table", "deadlines = 3\n" + _region("BJ") + _region("TJ"),
-     "[deadlines] must be a table"),
+    ("deadlines not a table", "deadlines = 3\n" + _region("BJ") + _region("TJ"), "[deadlines] must be a table"),
     ("not toml", "[regions.BJ\nname_zh = ", "bus.toml"),
     ("duplicate table", _region("BJ") + _region("BJ") + _region("TJ"), "bus.toml"),
 ]
 
 
 @pytest.mark.parametrize(("case", "text", "message"), BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
-def test_bad_configuration(
-    case: str, text: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_bad_configuration(case: str, text: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CONFIG_ENV, str(_write(tmp_path, text)))
     with pytest.raises(ConfigError) as info:
         load_config()
@@ -784,10 +817,14 @@ def test_missing_configuration_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_parse_config_in_memory() -> None:
-    config = parse_config({"regions": {
-        "BJ": {"name_zh": "北京市", "name_en": "Beijing", "iso": "CN-BJ", "agencies": {"amr": ""}},
-        "SD": {"name_zh": "山东省", "name_en": "Shandong", "iso": "CN-SD", "agencies": {"ipo": ""}},
-    }})
+    config = parse_config(
+        {
+            "regions": {
+                "BJ": {"name_zh": "北京市", "name_en": "Beijing", "iso": "CN-BJ", "agencies": {"amr": ""}},
+                "SD": {"name_zh": "山东省", "name_en": "Shandong", "iso": "CN-SD", "agencies": {"ipo": ""}},
+            }
+        }
+    )
     assert isinstance(config.regions, RegionRegistry)
     assert config.regions.check_addressee("ALL") == "ALL"
     assert config.regions.check_region("SD") == "SD"
@@ -814,7 +851,11 @@ def test_referral_ids_name_their_owner() -> None:
     assert sorted(ids) == ids
     assert all(REFERRAL_ID.match(i) and i.startswith("BJ-") for i in ids)
     event = compose(
-        CATALOG.get("lead", "submitted"), PAYLOADS["lead.submitted"],
-        sender="BJ", agency="amr", to="TJ", referral_id=ids[0],
+        CATALOG.get("lead", "submitted"),
+        PAYLOADS["lead.submitted"],
+        sender="BJ",
+        agency="amr",
+        to="TJ",
+        referral_id=ids[0],
     )
     assert EVENT_ID.match(event["id"]) and event["subject"] == ids[0]

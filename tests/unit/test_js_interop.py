@@ -45,9 +45,7 @@ ESCAPES = '他说："不属本市管辖"\n第二行\t制表符 \\ 反斜杠 \u00
 def node(script: Path, *args: str, stdin: str | bytes) -> subprocess.CompletedProcess[bytes]:
     assert NODE is not None
     data = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
-    return subprocess.run(
-        [NODE, str(script), *args], input=data, capture_output=True, timeout=60, check=False
-    )
+    return subprocess.run([NODE, str(script), *args], input=data, capture_output=True, timeout=60, check=False)
 
 
 def js_sign(event: dict[str, Any], seed: bytes) -> bytes:
@@ -70,7 +68,11 @@ def js_verify(event: dict[str, Any], public_key: bytes) -> subprocess.CompletedP
 def chained(event: dict[str, Any]) -> dict[str, Any]:
     """An unsigned event as the first of its origin's chain and of its link's chain."""
     return {
-        **event, "originseq": 1, "prevhash": GENESIS_HASH, "linkseq": 1, "linkprev": GENESIS_HASH,
+        **event,
+        "originseq": 1,
+        "prevhash": GENESIS_HASH,
+        "linkseq": 1,
+        "linkprev": GENESIS_HASH,
     }
 
 
@@ -82,8 +84,11 @@ def recipe_event() -> dict[str, Any]:
 
 def escapes_event() -> dict[str, Any]:
     payload = example_payload("lead.rejected") | {"reason": ESCAPES}
-    return chained(example_event("lead.rejected", sender="TJ", to="BJ", payload=payload,
-                                 handling="H0,H3", handling_note='限"本案"\r\n使用'))
+    return chained(
+        example_event(
+            "lead.rejected", sender="TJ", to="BJ", payload=payload, handling="H0,H3", handling_note='限"本案"\r\n使用'
+        )
+    )
 
 
 def chinese_event() -> dict[str, Any]:
@@ -170,9 +175,15 @@ def test_js_canonical_sorts_by_utf16_code_units() -> None:
     """RFC 8785 §3.2.3: sorting by UTF-16 code units puts U+1F600 (D83D DE00) before
     U+FB33; sorting by code point would not."""
     value: dict[str, Any] = {
-        "\u20ac": "Euro", "\r": "CR", "\ufb33": "Hebrew", "1": "One", "\U0001f600": "Emoji",
-        "\u0080": "Control", "\u00f6": "ö", "北京": [1, -0, 9007199254740991, True, None],
-        "nested": {"b": {"z": [], "a": {}}, "a": "\u001f\u007f\"\\/"},
+        "\u20ac": "Euro",
+        "\r": "CR",
+        "\ufb33": "Hebrew",
+        "1": "One",
+        "\U0001f600": "Emoji",
+        "\u0080": "Control",
+        "\u00f6": "ö",
+        "北京": [1, -0, 9007199254740991, True, None],
+        "nested": {"b": {"z": [], "a": {}}, "a": '\u001f\u007f"\\/'},
     }
     js = js_canonical(value)
     assert js == rfc8785.dumps(value)

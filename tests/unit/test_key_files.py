@@ -98,12 +98,25 @@ def test_cli_rotate_and_revoke(keys_dir: Path) -> None:
     old = roster.get(SIGNERS["HE"].key_id)
     new = next(k for k in roster if k.party == "HE" and k.key_id != old.key_id)
     assert old.valid_until is not None and old.valid_until - new.valid_from == timedelta(hours=12)
-    result = runner.invoke(app, ["keys", "revoke", old.key_id, "--at", "2026-11-25T06:30:00+08:00",
-                                 "--reason", "compromised", "--keys-dir", str(keys_dir)])
+    result = runner.invoke(
+        app,
+        [
+            "keys",
+            "revoke",
+            old.key_id,
+            "--at",
+            "2026-11-25T06:30:00+08:00",
+            "--reason",
+            "compromised",
+            "--keys-dir",
+            str(keys_dir),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert load_roster(keys_dir).get(old.key_id).revoked_at == datetime(2026, 11, 24, 22, 30, tzinfo=UTC)
     for seed in (SIGNERS["HE"].seed(), load_signer(keys_dir, "HE").seed()):
         assert seed.hex() not in result.output
-    bad = runner.invoke(app, ["keys", "revoke", old.key_id, "--at", "2026-11-25T06:30:00", "--reason", "x",
-                              "--keys-dir", str(keys_dir)])
+    bad = runner.invoke(
+        app, ["keys", "revoke", old.key_id, "--at", "2026-11-25T06:30:00", "--reason", "x", "--keys-dir", str(keys_dir)]
+    )
     assert bad.exit_code != 0

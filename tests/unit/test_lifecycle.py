@@ -47,21 +47,45 @@ OPENINGS: dict[str, dict[str, str]] = {
 }
 
 EVENTS: dict[str, frozenset[str]] = {
-    "lead": frozenset({
-        "submitted", "received", "accepted", "rejected", "info_requested", "info_supplied",
-        "forwarded", "progress", "concluded", "withdrawn",
-        "permission_requested", "permission_granted", "permission_refused",
-    }),
-    "assist": frozenset({
-        "requested", "received", "accepted", "declined", "evidence_delivered", "completed",
-        "cancelled",
-    }),
-    "recognition": frozenset({
-        "published", "received", "recognized", "contested", "revoked",
-        "revocation_acknowledged",
-    }),
-    "share": frozenset({"blacklist_upserted", "blacklist_removed", "alert", "bulletin",
-                        "acknowledged"}),
+    "lead": frozenset(
+        {
+            "submitted",
+            "received",
+            "accepted",
+            "rejected",
+            "info_requested",
+            "info_supplied",
+            "forwarded",
+            "progress",
+            "concluded",
+            "withdrawn",
+            "permission_requested",
+            "permission_granted",
+            "permission_refused",
+        }
+    ),
+    "assist": frozenset(
+        {
+            "requested",
+            "received",
+            "accepted",
+            "declined",
+            "evidence_delivered",
+            "completed",
+            "cancelled",
+        }
+    ),
+    "recognition": frozenset(
+        {
+            "published",
+            "received",
+            "recognized",
+            "contested",
+            "revoked",
+            "revocation_acknowledged",
+        }
+    ),
+    "share": frozenset({"blacklist_upserted", "blacklist_removed", "alert", "bulletin", "acknowledged"}),
 }
 
 # One-addressee families: (state, event, role) -> next state.
@@ -88,10 +112,8 @@ LEAD_ALLOWED: dict[tuple[str, str, Role], str] = {
     # without moving it.
     **{
         (live, event, role): live
-        for live in ("submitted", "received", "info_requested", "info_supplied", "accepted",
-                     "in_progress")
-        for event, role in (("permission_requested", ADR), ("permission_granted", ORG),
-                            ("permission_refused", ORG))
+        for live in ("submitted", "received", "info_requested", "info_supplied", "accepted", "in_progress")
+        for event, role in (("permission_requested", ADR), ("permission_granted", ORG), ("permission_refused", ORG))
     },
 }
 
@@ -134,10 +156,23 @@ TRACK_ALLOWED = {
 }
 
 STATES: dict[str, frozenset[str]] = {
-    "lead": frozenset({"submitted", "received", "accepted", "rejected", "info_requested",
-                       "info_supplied", "forwarded", "in_progress", "concluded", "withdrawn"}),
-    "assist": frozenset({"requested", "received", "accepted", "declined",
-                         "evidence_delivered", "completed", "cancelled"}),
+    "lead": frozenset(
+        {
+            "submitted",
+            "received",
+            "accepted",
+            "rejected",
+            "info_requested",
+            "info_supplied",
+            "forwarded",
+            "in_progress",
+            "concluded",
+            "withdrawn",
+        }
+    ),
+    "assist": frozenset(
+        {"requested", "received", "accepted", "declined", "evidence_delivered", "completed", "cancelled"}
+    ),
     "recognition": frozenset({"published", "revoked"}),
     "share": frozenset({"published"}),
 }
@@ -197,8 +232,9 @@ def data_for(event: str, origin: str, addressee: str) -> dict[str, Any]:
 class Referral:
     """Drives one referral through the machine, addressing every event correctly."""
 
-    def __init__(self, family: str, origin: str, addressee: str, opening: str | None = None,
-                 rid: str | None = None) -> None:
+    def __init__(
+        self, family: str, origin: str, addressee: str, opening: str | None = None, rid: str | None = None
+    ) -> None:
         self.family, self.origin, self.addressee = family, origin, addressee
         self.rid = rid or new_referral_id(origin)
         self.steps: list[Step] = []
@@ -206,8 +242,7 @@ class Referral:
         self.state: ReferralState | None = None
         self.send(opening or next(iter(OPENINGS[family])), origin)
 
-    def step(self, event: str, sender: str, *, to: str | None = None,
-             data: Mapping[str, Any] | None = None) -> Step:
+    def step(self, event: str, sender: str, *, to: str | None = None, data: Mapping[str, Any] | None = None) -> Step:
         return Step(
             event_type=f"{self.family}.{event}",
             sender=sender,
@@ -224,8 +259,9 @@ class Referral:
         self.history.append(self.state)
         return self.state
 
-    def refuse(self, event: str, sender: str, error: type[LifecycleError] = LifecycleError,
-               **kw: Any) -> LifecycleError:
+    def refuse(
+        self, event: str, sender: str, error: type[LifecycleError] = LifecycleError, **kw: Any
+    ) -> LifecycleError:
         before = self.state
         snapshot = _snapshot(before)
         with pytest.raises(error) as info:
@@ -237,8 +273,16 @@ class Referral:
 def _snapshot(state: ReferralState | None) -> Any:
     if state is None:
         return None
-    return (state.referral_id, state.family, state.origin, state.addressee, state.state,
-            dict(state.tracks), state.events, state.last_event_id)
+    return (
+        state.referral_id,
+        state.family,
+        state.origin,
+        state.addressee,
+        state.state,
+        dict(state.tracks),
+        state.events,
+        state.last_event_id,
+    )
 
 
 def key(state: ReferralState) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -258,8 +302,7 @@ def assert_names(err: LifecycleError, state: str | None, event: str, sender: str
     assert err.to_reason()["code"] == err.code
 
 
-def model(family: str, state: ReferralState, event: str, sender: str
-          ) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+def model(family: str, state: ReferralState, event: str, sender: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
     """The hand-written expectation: the next state key, or None when illegal."""
     role = role_of(state.origin, state.addressee, sender)
     if role is None or event in OPENINGS[family]:
@@ -303,8 +346,14 @@ def reachable(family: str, origin: str, addressee: str) -> list[ReferralState]:
             for sender in REGIONS:
                 if model(family, state, event, sender) is None:
                     continue
-                step = Step(f"{family}.{event}", sender, addressed(origin, addressee, sender),
-                            rid, "x", data_for(event, origin, addressee))
+                step = Step(
+                    f"{family}.{event}",
+                    sender,
+                    addressed(origin, addressee, sender),
+                    rid,
+                    "x",
+                    data_for(event, origin, addressee),
+                )
                 queue.append(LIFECYCLES.apply(state, step))
     return list(seen.values())
 
@@ -386,8 +435,7 @@ SINGLE_PATHS: dict[str, dict[str, list[tuple[str, str]]]] = {
         "requested": [],
         "received": [("received", "TJ")],
         "accepted": [("received", "TJ"), ("accepted", "TJ")],
-        "evidence_delivered": [("received", "TJ"), ("accepted", "TJ"),
-                               ("evidence_delivered", "TJ")],
+        "evidence_delivered": [("received", "TJ"), ("accepted", "TJ"), ("evidence_delivered", "TJ")],
     },
 }
 SENDER_OF = {ORG: "BJ", ADR: "TJ"}
@@ -397,8 +445,7 @@ SENDER_OF = {ORG: "BJ", ADR: "TJ"}
     ("family", "source", "event", "role", "target"),
     [(f, s, e, r, t) for f, table in SINGLE_ALLOWED.items() for (s, e, r), t in table.items()],
 )
-def test_every_legal_single_transition(family: str, source: str, event: str, role: Role,
-                                       target: str) -> None:
+def test_every_legal_single_transition(family: str, source: str, event: str, role: Role, target: str) -> None:
     ref = Referral(family, "BJ", "TJ")
     for ev, sender in SINGLE_PATHS[family][source]:
         ref.send(ev, sender)
@@ -408,8 +455,7 @@ def test_every_legal_single_transition(family: str, source: str, event: str, rol
     assert after.state == target
     assert after.events == before.events + 1 == len(ref.steps)
     assert after.last_event_id == ref.steps[-1].event_id
-    assert (after.referral_id, after.origin, after.addressee, after.family) == (
-        ref.rid, "BJ", "TJ", family)
+    assert (after.referral_id, after.origin, after.addressee, after.family) == (ref.rid, "BJ", "TJ", family)
     assert dict(after.tracks) == {}
     assert before.state == source  # frozen: the previous state is untouched
 
@@ -436,8 +482,9 @@ TRACK_PATHS: dict[tuple[str, str, str], list[str]] = {
         if f != "share" or to == ALL  # share is always a broadcast
     ],
 )
-def test_every_legal_addressee_transition(family: str, overall: str, track: str, event: str,
-                                          target: str, addressee: str) -> None:
+def test_every_legal_addressee_transition(
+    family: str, overall: str, track: str, event: str, target: str, addressee: str
+) -> None:
     ref = Referral(family, "BJ", addressee)
     for ev in TRACK_PATHS[(family, overall, track)]:
         if ev.startswith("@"):
@@ -484,8 +531,7 @@ def test_lead_happy_path_with_two_progress_reports() -> None:
     ref = Referral("lead", "BJ", "TJ")
     for event in ("received", "accepted", "progress", "progress", "concluded"):
         ref.send(event, "TJ")
-    assert _states(ref) == ["submitted", "received", "accepted", "in_progress", "in_progress",
-                            "concluded"]
+    assert _states(ref) == ["submitted", "received", "accepted", "in_progress", "in_progress", "concluded"]
     final = ref.history[-1]
     assert final.events == 6 and final.last_event_id == "e6"
     assert final.origin == "BJ" and final.addressee == "TJ" and not final.is_broadcast
@@ -505,8 +551,7 @@ def test_lead_info_loop() -> None:
         ref.send("info_supplied", "HE")
         ref.refuse("info_supplied", "HE")
     ref.send("accepted", "BJ")
-    assert _states(ref) == ["submitted", "received"] + ["info_requested", "info_supplied"] * 3 + [
-        "accepted"]
+    assert _states(ref) == ["submitted", "received"] + ["info_requested", "info_supplied"] * 3 + ["accepted"]
     ref.refuse("info_requested", "BJ")
     ref.refuse("info_supplied", "HE")
 
@@ -549,12 +594,15 @@ def test_lead_cannot_be_forwarded_back(back_to: str) -> None:
     assert ref.send("forwarded", "TJ", data={"to_region": "HE"}).state == "forwarded"
 
 
-@pytest.mark.parametrize("path", [
-    [],
-    [("received", "TJ")],
-    [("received", "TJ"), ("info_requested", "TJ")],
-    [("received", "TJ"), ("info_requested", "TJ"), ("info_supplied", "BJ")],
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        [],
+        [("received", "TJ")],
+        [("received", "TJ"), ("info_requested", "TJ")],
+        [("received", "TJ"), ("info_requested", "TJ"), ("info_supplied", "BJ")],
+    ],
+)
 def test_lead_withdrawn_before_acceptance(path: list[tuple[str, str]]) -> None:
     ref = Referral("lead", "BJ", "TJ")
     for event, sender in path:
@@ -588,11 +636,16 @@ def test_lead_rejected_is_terminal() -> None:
 
 def test_assist_with_two_evidence_deliveries_then_completed() -> None:
     ref = Referral("assist", "TJ", "BJ")
-    for event in ("received", "accepted", "evidence_delivered", "evidence_delivered",
-                  "completed"):
+    for event in ("received", "accepted", "evidence_delivered", "evidence_delivered", "completed"):
         ref.send(event, "BJ")
-    assert _states(ref) == ["requested", "received", "accepted", "evidence_delivered",
-                            "evidence_delivered", "completed"]
+    assert _states(ref) == [
+        "requested",
+        "received",
+        "accepted",
+        "evidence_delivered",
+        "evidence_delivered",
+        "completed",
+    ]
     assert ref.history[-1].events == 6
     ref.refuse("evidence_delivered", "BJ")
     ref.refuse("cancelled", "TJ")
@@ -632,8 +685,7 @@ def test_recognition_to_all_recognized_contested_revoked_and_acknowledged() -> N
     ref.refuse("recognized", "HE")  # no answers to a revoked result
     ref.send("revocation_acknowledged", "TJ")
     state = ref.send("revocation_acknowledged", "HE")
-    assert dict(state.tracks) == {"TJ": "revocation_acknowledged",
-                                  "HE": "revocation_acknowledged"}
+    assert dict(state.tracks) == {"TJ": "revocation_acknowledged", "HE": "revocation_acknowledged"}
     assert state.events == 8
     err = ref.refuse("revocation_acknowledged", "HE")
     assert_names(err, "revocation_acknowledged", "revocation_acknowledged", "HE")
@@ -648,8 +700,7 @@ def test_recognition_to_one_region() -> None:
     err = ref.refuse("received", "TJ")  # TJ is not an addressee
     assert_names(err, "published", "received", "TJ")
     assert ref.send("revoked", "HE").state == "revoked"
-    assert dict(ref.send("revocation_acknowledged", "BJ").tracks) == {
-        "BJ": "revocation_acknowledged"}
+    assert dict(ref.send("revocation_acknowledged", "BJ").tracks) == {"BJ": "revocation_acknowledged"}
 
 
 def test_recognition_revoked_before_any_answer() -> None:
@@ -659,8 +710,7 @@ def test_recognition_revoked_before_any_answer() -> None:
     ref.refuse("recognized", "BJ")
     ref.send("revocation_acknowledged", "BJ")
     state = ref.send("revocation_acknowledged", "HE")  # straight from pending
-    assert dict(state.tracks) == {"BJ": "revocation_acknowledged",
-                                  "HE": "revocation_acknowledged"}
+    assert dict(state.tracks) == {"BJ": "revocation_acknowledged", "HE": "revocation_acknowledged"}
 
 
 def test_share_blacklist_upserted_acknowledged_by_both_other_regions() -> None:
@@ -699,8 +749,14 @@ def test_systematic_transitions(family: str, origin: str, addressee: str) -> Non
         for event in sorted(EVENTS[family]):
             for sender in REGIONS:
                 expected = model(family, state, event, sender)
-                step = Step(f"{family}.{event}", sender, addressed(origin, addressee, sender),
-                            state.referral_id, "next", data_for(event, origin, addressee))
+                step = Step(
+                    f"{family}.{event}",
+                    sender,
+                    addressed(origin, addressee, sender),
+                    state.referral_id,
+                    "next",
+                    data_for(event, origin, addressee),
+                )
                 try:
                     after = LIFECYCLES.apply(state, step)
                 except LifecycleError as err:
@@ -731,8 +787,14 @@ def test_terminal_states_accept_nothing(family: str) -> None:
         assert lc.allowed(state, ORG) == set() and lc.allowed(state, ADR) == set()
         for event in sorted(EVENTS[family] - set(OPENINGS[family])):
             for sender in ("BJ", "TJ"):
-                step = Step(f"{family}.{event}", sender, addressed("BJ", "TJ", sender),
-                            state.referral_id, "x", data_for(event, "BJ", "TJ"))
+                step = Step(
+                    f"{family}.{event}",
+                    sender,
+                    addressed("BJ", "TJ", sender),
+                    state.referral_id,
+                    "x",
+                    data_for(event, "BJ", "TJ"),
+                )
                 with pytest.raises(LifecycleError) as info:
                     LIFECYCLES.apply(state, step)
                 assert_names(info.value, state.state, event, sender)
@@ -740,8 +802,7 @@ def test_terminal_states_accept_nothing(family: str) -> None:
                 assert info.value.details["allowed"] == []
 
 
-@pytest.mark.parametrize(("family", "origin", "addressee"),
-                         [x for x in ALL_ADDRESSINGS if x[0] in TRACK_TERMINAL])
+@pytest.mark.parametrize(("family", "origin", "addressee"), [x for x in ALL_ADDRESSINGS if x[0] in TRACK_TERMINAL])
 def test_terminal_tracks_accept_nothing(family: str, origin: str, addressee: str) -> None:
     lc = LIFECYCLES[family]
     terminal = TRACK_TERMINAL[family]
@@ -781,8 +842,7 @@ def test_third_region_is_refused(family: str) -> None:
     for state in reachable(family, "BJ", "TJ"):
         for event in sorted(EVENTS[family] - set(OPENINGS[family])):
             for to in ("BJ", "TJ", ALL):
-                step = Step(f"{family}.{event}", "HE", to, state.referral_id, "x",
-                            {"to_region": "HE"})
+                step = Step(f"{family}.{event}", "HE", to, state.referral_id, "x", {"to_region": "HE"})
                 with pytest.raises(LifecycleError) as info:
                     LIFECYCLES.apply(state, step)
                 assert type(info.value) is LifecycleError
@@ -803,8 +863,9 @@ def test_misaddressed_events_are_refused(family: str, origin: str, addressee: st
                 for to in (*REGIONS, ALL):
                     if to == right:
                         continue
-                    step = Step(f"{family}.{event}", sender, to, state.referral_id, "x",
-                                data_for(event, origin, addressee))
+                    step = Step(
+                        f"{family}.{event}", sender, to, state.referral_id, "x", data_for(event, origin, addressee)
+                    )
                     with pytest.raises(Misaddressed) as info:
                         LIFECYCLES.apply(state, step)
                     assert info.value.code == "misaddressed"
@@ -814,8 +875,7 @@ def test_misaddressed_events_are_refused(family: str, origin: str, addressee: st
     assert checked
 
 
-@pytest.mark.parametrize(("family", "opening"), [("lead", "submitted"),
-                                                 ("assist", "requested")])
+@pytest.mark.parametrize(("family", "opening"), [("lead", "submitted"), ("assist", "requested")])
 def test_lead_and_assist_cannot_be_broadcast(family: str, opening: str) -> None:
     step = Step(f"{family}.{opening}", "BJ", ALL, new_referral_id("BJ"), "e1", {})
     with pytest.raises(Misaddressed) as info:
@@ -852,8 +912,7 @@ def test_referral_id_must_be_prefixed_by_the_sender(family: str, owner: str) -> 
         step = Step(f"{family}.{opening}", "BJ", to, rid, "e1", {})
         with pytest.raises(LifecycleError) as info:
             LIFECYCLES.apply(None, step)
-        assert info.value.details == {"referral_id": rid, "state": None, "event": opening,
-                                      "sender": "BJ"}
+        assert info.value.details == {"referral_id": rid, "state": None, "event": opening, "sender": "BJ"}
         assert rid in info.value.message and "BJ" in info.value.message
 
 
@@ -862,7 +921,12 @@ def test_new_referral_ids_are_owned() -> None:
     assert rid.startswith("BJ-")
     state = LIFECYCLES.apply(None, Step("lead.submitted", "BJ", "TJ", rid, "e1", {}))
     assert (state.referral_id, state.origin, state.addressee, state.state, state.events) == (
-        rid, "BJ", "TJ", "submitted", 1)
+        rid,
+        "BJ",
+        "TJ",
+        "submitted",
+        1,
+    )
     assert state.last_event_id == "e1"
 
 
@@ -881,13 +945,11 @@ def test_opening_again_is_a_duplicate(family: str, origin: str, addressee: str) 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_later_events_cannot_open_a_referral(family: str) -> None:
     for event in sorted(EVENTS[family] - set(OPENINGS[family])):
-        step = Step(f"{family}.{event}", "BJ", ALL if family == "share" else "TJ",
-                    new_referral_id("BJ"), "e1", {})
+        step = Step(f"{family}.{event}", "BJ", ALL if family == "share" else "TJ", new_referral_id("BJ"), "e1", {})
         with pytest.raises(LifecycleError) as info:
             LIFECYCLES.apply(None, step)
         assert type(info.value) is LifecycleError
-        assert info.value.details == {"referral_id": step.referral_id, "state": None,
-                                      "event": event, "sender": "BJ"}
+        assert info.value.details == {"referral_id": step.referral_id, "state": None, "event": event, "sender": "BJ"}
         assert f"'{event}'" in info.value.message and "unknown" in info.value.message
 
 
@@ -960,8 +1022,14 @@ def walks(draw: st.DrawFn, max_steps: int = 14) -> list[Step]:
         if not options:
             break
         event, sender = draw(st.sampled_from(options))
-        step = Step(f"{family}.{event}", sender, addressed(origin, addressee, sender), rid,
-                    f"e{i + 2}", data_for(event, origin, addressee))
+        step = Step(
+            f"{family}.{event}",
+            sender,
+            addressed(origin, addressee, sender),
+            rid,
+            f"e{i + 2}",
+            data_for(event, origin, addressee),
+        )
         steps.append(step)
         state = LIFECYCLES.apply(state, step)
     return steps
@@ -1141,8 +1209,7 @@ def test_h2_lead_is_forwarded_only_with_the_origins_permission() -> None:
     assert err.details["referral_id"] == state.referral_id and err.details["sender"] == "HE"
     assert "H2" in err.message and state.referral_id in err.message and "BJ" in err.message
 
-    asked = LIFECYCLES.apply(state, lead_step(state, "permission_requested", "HE",
-                                              {**onward("BJ"), "reason": "r"}, 1))
+    asked = LIFECYCLES.apply(state, lead_step(state, "permission_requested", "HE", {**onward("BJ"), "reason": "r"}, 1))
     assert asked.state == "received" and asked.permissions == frozenset()
     assert asked.events == state.events + 1
     with pytest.raises(HandlingRestricted):  # asking is not enough
@@ -1162,8 +1229,7 @@ def test_a_permission_names_its_target_and_a_refusal_withdraws_a_grant() -> None
     judicial = LIFECYCLES.apply(other, lead_step(other, "permission_granted", "TJ", {"purpose": "judicial_use"}))
     assert judicial.permissions == {"onward_sharing:SD", "judicial_use"}
     granted = LIFECYCLES.apply(judicial, lead_step(judicial, "permission_granted", "TJ", onward("BJ")))
-    refused = LIFECYCLES.apply(granted, lead_step(granted, "permission_refused", "TJ",
-                                                  {**onward("BJ"), "reason": "r"}))
+    refused = LIFECYCLES.apply(granted, lead_step(granted, "permission_refused", "TJ", {**onward("BJ"), "reason": "r"}))
     assert refused.permissions == {"onward_sharing:SD", "judicial_use"}
     with pytest.raises(HandlingRestricted):
         LIFECYCLES.apply(refused, lead_step(refused, "forwarded", "HE", {"to_region": "BJ"}))
@@ -1184,8 +1250,7 @@ def test_the_third_region_rule_comes_first_even_with_h2() -> None:
 
 def test_permission_roles_targets_and_terminal_states() -> None:
     state = LIFECYCLES.replay(h2_steps())
-    for event, wrong in (("permission_requested", "TJ"), ("permission_granted", "HE"),
-                         ("permission_refused", "HE")):
+    for event, wrong in (("permission_requested", "TJ"), ("permission_granted", "HE"), ("permission_refused", "HE")):
         with pytest.raises(LifecycleError) as info:
             LIFECYCLES.apply(state, lead_step(state, event, wrong, onward("BJ")))
         assert_names(info.value, "received", event, wrong)
@@ -1210,8 +1275,9 @@ def test_handling_codes_only_restrict_leads() -> None:
 
 ANSWERS = st.lists(
     st.tuples(
-        st.sampled_from(["permission_requested", "permission_granted", "permission_refused",
-                         "info_requested", "info_supplied"]),
+        st.sampled_from(
+            ["permission_requested", "permission_granted", "permission_refused", "info_requested", "info_supplied"]
+        ),
         st.sampled_from(["BJ", "SD", None]),  # onward sharing to BJ, to SD, or judicial use
     ),
     max_size=12,
@@ -1220,9 +1286,9 @@ ANSWERS = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from([("H2",), ("H0", "H2"), ("H1",), ("H0",)]), ANSWERS, st.sampled_from(["BJ", "SD"]))
-def test_forwarding_an_h2_lead_follows_the_last_answer(handling: tuple[str, ...],
-                                                       answers: list[tuple[str, str | None]],
-                                                       target: str) -> None:
+def test_forwarding_an_h2_lead_follows_the_last_answer(
+    handling: tuple[str, ...], answers: list[tuple[str, str | None]], target: str
+) -> None:
     """Random permission traffic on a lead: forwarding to ``target`` is legal exactly when
     the lead is not H2, or the origin's last answer about onward sharing to it was a grant."""
     steps = h2_steps(handling)

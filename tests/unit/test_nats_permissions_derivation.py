@@ -13,6 +13,7 @@ import pytest
 import xregion
 from xregion.contracts.catalog import CATALOG
 from xregion.errors import ConfigError, XRegionError
+from xregion.ops.identities import imports, render_accounts
 from xregion.permissions import (
     BUS_ACCOUNT,
     OPERATOR,
@@ -20,11 +21,11 @@ from xregion.permissions import (
     coordinator_permissions,
     event_subjects,
     parties,
+    party_uri,
     permissions_for,
     region_permissions,
 )
 from xregion.reasons import REASON_CODES
-from xregion.runtime.identities import imports, party_uri, render_accounts
 
 REGIONS = ["BJ", "TJ", "HE"]
 

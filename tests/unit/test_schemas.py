@@ -131,9 +131,7 @@ class AcceptedWithPriority(lead.LeadAccepted):
 
 
 def _without(model: type[Contract], name: str) -> type[Contract]:
-    fields: dict[str, Any] = {
-        n: (f.annotation, f) for n, f in model.model_fields.items() if n != name
-    }
+    fields: dict[str, Any] = {n: (f.annotation, f) for n, f in model.model_fields.items() if n != name}
     return create_model(model.__name__, __base__=Contract, **fields)
 
 
@@ -211,9 +209,7 @@ def test_check_names_a_field_the_models_dropped(tmp_path: Path) -> None:
     result = run("check", "--root", str(root))
     assert result.exit_code == 1
     assert "different data/lead.submitted.json" in result.output
-    assert "BREAKING [removed] lead.submitted: field 'suspects[].legacy_code' was removed" in (
-        result.output
-    )
+    assert "BREAKING [removed] lead.submitted: field 'suspects[].legacy_code' was removed" in (result.output)
 
 
 def test_check_fails_on_compatible_drift_and_says_to_export(tmp_path: Path) -> None:
@@ -467,9 +463,7 @@ def test_nullable_becoming_required_value() -> None:
 
 def test_constraints_inside_an_optional_are_compared() -> None:
     old = obj({"note": nullable({**STR, "maxLength": 100})})
-    assert breaks(old, obj({"note": nullable({**STR, "maxLength": 50})})) == {
-        ("note", "max_lowered")
-    }
+    assert breaks(old, obj({"note": nullable({**STR, "maxLength": 50})})) == {("note", "max_lowered")}
     assert breaks(old, obj({"note": nullable({**STR, "maxLength": 500})})) == set()
 
 
@@ -516,18 +510,16 @@ def test_pattern_and_format() -> None:
     assert breaks(old, {"type": "string", "pattern": "^[A-Z]{2,8}$"}) == {("", "pattern_changed")}
     assert breaks(STR, old) == {("", "pattern_changed")}  # added
     assert breaks(old, STR) == set()  # removed
-    assert breaks(
-        {"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}
-    ) == {("", "format_changed")}
+    assert breaks({"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}) == {
+        ("", "format_changed")
+    }
     assert breaks({"type": "string", "format": "date"}, STR) == set()
 
 
 def test_string_and_array_length_limits() -> None:
     old = {"type": "string", "minLength": 1, "maxLength": 500}
     assert breaks(old, {"type": "string", "minLength": 2, "maxLength": 500}) == {("", "min_raised")}
-    assert breaks(old, {"type": "string", "minLength": 1, "maxLength": 100}) == {
-        ("", "max_lowered")
-    }
+    assert breaks(old, {"type": "string", "minLength": 1, "maxLength": 100}) == {("", "max_lowered")}
     assert breaks(old, {"type": "string", "maxLength": 2000}) == set()
     assert breaks(STR, {"type": "string", "maxLength": 10}) == {("", "max_lowered")}
     arr = {"type": "array", "items": STR, "minItems": 1}
@@ -542,12 +534,10 @@ def test_numeric_bounds() -> None:
     assert breaks(old, {"type": "integer", "minimum": 0}) == set()
     assert breaks(old, {"type": "integer", "exclusiveMinimum": 0}) == set()  # same for integers
     assert breaks(old, {"type": "integer", "exclusiveMinimum": 1}) == {("", "min_raised")}
-    assert breaks({"type": "number", "minimum": 1}, {"type": "number", "exclusiveMinimum": 1}) == {
-        ("", "min_raised")
+    assert breaks({"type": "number", "minimum": 1}, {"type": "number", "exclusiveMinimum": 1}) == {("", "min_raised")}
+    assert breaks({"type": "number", "maximum": 10}, {"type": "number", "exclusiveMaximum": 10}) == {
+        ("", "max_lowered")
     }
-    assert breaks(
-        {"type": "number", "maximum": 10}, {"type": "number", "exclusiveMaximum": 10}
-    ) == {("", "max_lowered")}
     assert breaks({"type": "number", "maximum": 10}, {"type": "number", "maximum": 11}) == set()
     assert breaks({"type": "number"}, {"type": "number", "maximum": 11}) == {("", "max_lowered")}
     assert breaks({"type": "number", "multipleOf": 2}, {"type": "number", "multipleOf": 1}) == set()
@@ -585,10 +575,7 @@ def test_nested_paths_through_arrays_and_refs() -> None:
     assert breaks(tags, obj({"tags": {"type": "array", "items": {**STR, "pattern": "^x"}}})) == {
         ("tags[]", "pattern_changed")
     }
-    assert (
-        breaks(obj({"tags": {"type": "array", "items": STR}}), obj({"tags": {"type": "array"}}))
-        == set()
-    )
+    assert breaks(obj({"tags": {"type": "array", "items": STR}}), obj({"tags": {"type": "array"}})) == set()
 
 
 def test_anyof_branches() -> None:
@@ -615,9 +602,7 @@ def test_anyof_branches() -> None:
 def test_other_validation_keywords_are_conservative() -> None:
     assert breaks(STR, {**STR, "not": {"const": ""}}) == {("", "keyword_changed")}
     assert breaks({**STR, "not": {"const": ""}}, STR) == set()
-    assert breaks({"type": "array"}, {"type": "array", "uniqueItems": True}) == {
-        ("", "unique_items_added")
-    }
+    assert breaks({"type": "array"}, {"type": "array", "uniqueItems": True}) == {("", "unique_items_added")}
 
 
 def test_unresolvable_refs_are_compared_as_text() -> None:

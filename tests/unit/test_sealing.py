@@ -177,7 +177,10 @@ def test_already_sealed_input_is_refused_and_plain_input_opens_as_is() -> None:
     plain = example_payload("lead.submitted")
     assert sealing_of("HE").open(SUBMITTED, plain) == plain  # nothing sealed: nothing to open
     assert sorted(plain_fields(SUBMITTED, plain)) == [
-        "data.suspects.0.address", "data.suspects.0.name", "data.suspects.1.contact", "data.suspects.1.name",
+        "data.suspects.0.address",
+        "data.suspects.0.name",
+        "data.suspects.1.contact",
+        "data.suspects.1.name",
     ]
     # Payloads without personal data need no recipient at all (no roster lookup).
     alert = example_payload("share.alert")

@@ -147,21 +147,26 @@ def _set(path: tuple[str | int, ...], value: Any) -> Callable[[dict[str, Any]], 
 
 NESTED: dict[str, Callable[[dict[str, Any]], None]] = {
     "title: one Chinese character": _set(("title",), "“某某”牌运动鞋假冒注册商标线素"),
-    "summary: full-width comma to ASCII": lambda d: d.update(
-        summary=d["summary"].replace("，", ",", 1)
-    ),
-    "address: half-width digit to full-width": _set(("suspects", 0, "address"),
-                                                    "天津市西青区某物流园３号库"),
+    "summary: full-width comma to ASCII": lambda d: d.update(summary=d["summary"].replace("，", ",", 1)),
+    "address: half-width digit to full-width": _set(("suspects", 0, "address"), "天津市西青区某物流园３号库"),
     "suspect name": _set(("suspects", 1, "name"), "李某"),
     "suspect uscc (still valid)": _set(("suspects", 0, "uscc"), "91350100M000100Y43"),
     "nested list element": _set(("evidence", 0, "chain_of_custody", 1, "action"), "销毁"),
     "list order": lambda d: d["suspects"].reverse(),
     "list element removed": lambda d: d["evidence"][0]["chain_of_custody"].pop(),
     "optional field removed": lambda d: d.pop("right_holder"),
-    "field added": _set(("attachments",), [{
-        "object_name": "x", "filename": "补充材料.pdf", "media_type": "application/pdf",
-        "size": 1, "sha256": "0" * 64,
-    }]),
+    "field added": _set(
+        ("attachments",),
+        [
+            {
+                "object_name": "x",
+                "filename": "补充材料.pdf",
+                "media_type": "application/pdf",
+                "size": 1,
+                "sha256": "0" * 64,
+            }
+        ],
+    ),
     "trailing space": lambda d: d.update(location=d["location"] + " "),
     "enum value": _set(("ip_right",), "patent"),
 }
@@ -187,9 +192,7 @@ def test_tampering_with_nested_data_is_detected(change: str) -> None:
         (("data", "entry", "valid_until"), "2029-11-25"),
     ],
 )
-def test_tampering_with_numbers_and_nested_lists_is_detected(
-    path: tuple[str | int, ...], value: Any
-) -> None:
+def test_tampering_with_numbers_and_nested_lists_is_detected(path: tuple[str | int, ...], value: Any) -> None:
     event = OriginChain(SIGNERS["HE"]).seal(example_event("share.blacklist_upserted", sender="HE"))
     forged = copy.deepcopy(event.wire)
     _set(path, value)(forged)
@@ -199,9 +202,7 @@ def test_tampering_with_numbers_and_nested_lists_is_detected(
 
 
 def test_tampering_with_a_boolean_is_detected() -> None:
-    event = OriginChain(SIGNERS["TJ"]).seal(
-        example_event("share.acknowledged", sender="TJ", to="HE")
-    )
+    event = OriginChain(SIGNERS["TJ"]).seal(example_event("share.acknowledged", sender="TJ", to="HE"))
     forged = copy.deepcopy(event.wire)
     forged["data"]["applied"] = False
     with pytest.raises(BadSignature):
@@ -262,8 +263,15 @@ def test_signed_by_another_party_for_the_sender() -> None:
 
 @pytest.mark.parametrize(
     "signature",
-    [None, "", "not base64!", "AAAA", base64.b64encode(b"\0" * 64).decode(), "==",
-     base64.urlsafe_b64encode(b"\xfb" * 64).decode()],
+    [
+        None,
+        "",
+        "not base64!",
+        "AAAA",
+        base64.b64encode(b"\0" * 64).decode(),
+        "==",
+        base64.urlsafe_b64encode(b"\xfb" * 64).decode(),
+    ],
 )
 def test_missing_or_bad_signature(signature: str | None) -> None:
     event = target_event()
@@ -336,14 +344,11 @@ def test_event_at_or_after_valid_until() -> None:
         r = KeyRoster([roster_key(SIGNERS["BJ"], valid_until=until)])
         with pytest.raises(KeyNotValid):
             r.verify(event.wire, "BJ", at)
-    KeyRoster([roster_key(SIGNERS["BJ"], valid_until=at + timedelta(seconds=1))]).verify(
-        event.wire, "BJ", at
-    )
+    KeyRoster([roster_key(SIGNERS["BJ"], valid_until=at + timedelta(seconds=1))]).verify(event.wire, "BJ", at)
 
 
 def test_verification_errors_are_verification_errors() -> None:
-    for cls in (BadSignature, UnknownKey, KeyNotValid, KeyRevoked, ChainGap, ChainFork,
-                ChainReplay):
+    for cls in (BadSignature, UnknownKey, KeyNotValid, KeyRevoked, ChainGap, ChainFork, ChainReplay):
         assert issubclass(cls, VerificationError)
     for cls in (ChainGap, ChainFork, ChainReplay):
         assert issubclass(cls, ChainError)
@@ -379,9 +384,7 @@ def build_chain(origin: str = "BJ", length: int = 20) -> list[DecodedEvent]:
         name, to = CYCLE[n % len(CYCLE)]
         if to == origin:
             to = "BJ" if origin != "BJ" else "HE"
-        events.append(
-            chain.seal(example_event(name, sender=origin, to=to, time=T0 + timedelta(minutes=n)))
-        )
+        events.append(chain.seal(example_event(name, sender=origin, to=to, time=T0 + timedelta(minutes=n))))
     return events
 
 
@@ -496,13 +499,14 @@ def test_swapped_events_auditor_sees_gap_then_replay() -> None:
     assert outcome[10] == (events[9].envelope.id, "chain_replay")
     assert codes(outcome[11:]) == [None] * 9
     with pytest.raises(ChainReplay) as info:
-        ChainTracker({"BJ": ChainHead(11, event_hash(events[10].wire))}).accept(
-            events[9].wire, "BJ"
-        )
+        ChainTracker({"BJ": ChainHead(11, event_hash(events[10].wire))}).accept(events[9].wire, "BJ")
     exc = info.value
     assert exc.code == "chain_replay"
     assert exc.details == {
-        "chain": "BJ", "origin": "BJ", "seq": 10, "expected": 12,
+        "chain": "BJ",
+        "origin": "BJ",
+        "seq": 10,
+        "expected": 12,
         "event_id": events[9].envelope.id,
     }
     assert "BJ" in exc.message and events[9].envelope.id in exc.message
@@ -550,9 +554,9 @@ def test_injected_event_is_detected() -> None:
     """An extra event signed with BJ's key, slotted in after event 5 with seq 6 and the
     right prevhash, is taken; the genuine event 6 then arrives as a replay."""
     events = build_chain(length=10)
-    injected = OriginChain(
-        SIGNERS["BJ"], seq=5, prevhash=event_hash(events[4].wire)
-    ).seal(example_event("lead.withdrawn", to="TJ", time=T0 + timedelta(minutes=5)))
+    injected = OriginChain(SIGNERS["BJ"], seq=5, prevhash=event_hash(events[4].wire)).seal(
+        example_event("lead.withdrawn", to="TJ", time=T0 + timedelta(minutes=5))
+    )
     outcome = follow([*events[:5], injected, *events[5:]])
     assert codes(outcome)[:6] == [None] * 6
     assert outcome[6] == (events[5].envelope.id, "chain_replay")
@@ -561,7 +565,9 @@ def test_injected_event_is_detected() -> None:
 def test_injected_event_with_a_stale_link_is_a_fork() -> None:
     events = build_chain(length=10)
     injected = OriginChain(
-        SIGNERS["BJ"], seq=5, prevhash=event_hash(events[3].wire)  # links to event 4
+        SIGNERS["BJ"],
+        seq=5,
+        prevhash=event_hash(events[3].wire),  # links to event 4
     ).seal(example_event("lead.withdrawn", to="TJ", time=T0 + timedelta(minutes=5)))
     outcome = follow([*events[:5], injected, *events[5:]])
     assert outcome[5] == (injected.envelope.id, "chain_fork")
@@ -621,9 +627,7 @@ def view_of(region: str, events: list[DecodedEvent]) -> list[DecodedEvent]:
     return [e for e in events if e.envelope.addressee in (region, "ALL")]
 
 
-def follow_links(
-    events: list[DecodedEvent], tracker: ChainTracker | None = None
-) -> list[tuple[str, str | None]]:
+def follow_links(events: list[DecodedEvent], tracker: ChainTracker | None = None) -> list[tuple[str, str | None]]:
     """Check ``events`` as an adapter does (signature, then the event's link chain)."""
     tracker = tracker or ChainTracker()
     r = roster()
@@ -691,7 +695,10 @@ def test_dropped_event_on_a_link_is_a_gap() -> None:
     exc = info.value
     assert exc.code == "chain_gap"
     assert exc.details == {
-        "chain": "BJ>TJ", "origin": "BJ", "seq": 4, "expected": 3,
+        "chain": "BJ>TJ",
+        "origin": "BJ",
+        "seq": 4,
+        "expected": 3,
         "event_id": arriving.envelope.id,
     }
     assert "BJ>TJ" in exc.message and "expected 3" in exc.message
@@ -716,9 +723,7 @@ def test_altered_and_resigned_event_forks_the_next_link() -> None:
     outcome = dict(follow_links(view))
     assert outcome[altered.envelope.id] is None  # the forgery itself passes every check
     assert outcome[following.envelope.id] == "chain_fork"
-    assert [outcome[e.envelope.id] for e in between if e.envelope.addressee == "ALL"] == [
-        None, None
-    ]
+    assert [outcome[e.envelope.id] for e in between if e.envelope.addressee == "ALL"] == [None, None]
 
     tracker = ChainTracker()
     for event in [*to_tj[:3], altered]:
@@ -789,9 +794,7 @@ def test_auditor_origin_chain_catches_a_drop_the_receiver_cannot_see() -> None:
 
 def test_accept_with_link_fields() -> None:
     event = build_chain(length=1)[0]
-    assert ChainTracker().accept(event.wire, "BJ>TJ", LINK) == ChainHead(
-        1, event_hash(event.wire)
-    )
+    assert ChainTracker().accept(event.wire, "BJ>TJ", LINK) == ChainHead(1, event_hash(event.wire))
 
 
 # --- envelope rules of linkseq / linkprev --------------------------------------------------
@@ -825,12 +828,15 @@ def test_link_positions_that_decode() -> None:
         (5, {"linkseq": 7}, "cannot exceed originseq"),
         (0, {"prevhash": "sha256:" + "1" * 64}, "genesis prevhash"),
     ],
-    ids=["link-start-not-genesis", "linkseq-1-not-genesis", "first-event-linkseq-2",
-         "linkseq-above-originseq", "origin-start-not-genesis"],
+    ids=[
+        "link-start-not-genesis",
+        "linkseq-1-not-genesis",
+        "first-event-linkseq-2",
+        "linkseq-above-originseq",
+        "origin-start-not-genesis",
+    ],
 )
-def test_inconsistent_link_positions_are_refused(
-    index: int, changes: dict[str, Any], words: str
-) -> None:
+def test_inconsistent_link_positions_are_refused(index: int, changes: dict[str, Any], words: str) -> None:
     wire = _positions(build_chain()[index].wire, **changes)
     with pytest.raises(SchemaInvalid) as info:
         decode_dict(wire)

@@ -32,8 +32,15 @@ from xregion.signing import (
 )
 
 EXPECTED_BLOCKS = {
-    "seed", "public-key", "key-id", "unsigned", "canonical", "canonical-sha256", "signature",
-    "event", "event-hash",
+    "seed",
+    "public-key",
+    "key-id",
+    "unsigned",
+    "canonical",
+    "canonical-sha256",
+    "signature",
+    "event",
+    "event-hash",
 }
 
 
@@ -113,9 +120,7 @@ def test_event_hash_is_the_documented_one() -> None:
 
 def test_documented_event_verifies_with_the_roster() -> None:
     public = base64.b64decode(block("public-key"), validate=True)
-    roster = KeyRoster(
-        [RosterKey(block("key-id"), "BJ", public, datetime(2026, 1, 1, tzinfo=UTC))]
-    )
+    roster = KeyRoster([RosterKey(block("key-id"), "BJ", public, datetime(2026, 1, 1, tzinfo=UTC))])
     event = documented_event()
     decoded = decode(json.dumps(event, ensure_ascii=False).encode("utf-8"))
     key = roster.verify(decoded.wire, decoded.envelope.sender, decoded.envelope.time)
@@ -137,9 +142,7 @@ def test_documented_event_decodes() -> None:
 def test_reformatting_the_documented_event_breaks_its_signature() -> None:
     """Verifiers canonicalise the event as received; re-rendering it changes the bytes."""
     public = base64.b64decode(block("public-key"), validate=True)
-    roster = KeyRoster(
-        [RosterKey(block("key-id"), "BJ", public, datetime(2026, 1, 1, tzinfo=UTC))]
-    )
+    roster = KeyRoster([RosterKey(block("key-id"), "BJ", public, datetime(2026, 1, 1, tzinfo=UTC))])
     at = datetime(2026, 11, 25, 6, 30, tzinfo=UTC)
     same_instant = documented_event()
     same_instant["time"] = "2026-11-25T06:30:00Z"

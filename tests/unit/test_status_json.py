@@ -13,13 +13,34 @@ from xregion.cli.status import status_document
 from xregion.coordinator.projection import Projection, ReferralView, TimelineEntry, Wait
 
 REFERRAL_KEYS = {
-    "referral_id", "family", "origin", "addressee", "state", "tracks", "opened_at", "updated_at", "events",
-    "answer_by", "overdue", "late_parties", "waits", "outstanding_receipts", "outstanding_acknowledgements",
+    "referral_id",
+    "family",
+    "origin",
+    "addressee",
+    "state",
+    "tracks",
+    "opened_at",
+    "updated_at",
+    "events",
+    "answer_by",
+    "overdue",
+    "late_parties",
+    "waits",
+    "outstanding_receipts",
+    "outstanding_acknowledgements",
     "escalations",
 }
 WAIT_KEYS = {"party", "awaiting", "since", "due", "paused", "tolled_days", "overdue"}
 TIMELINE_KEYS = {
-    "stream_seq", "event_id", "event_type", "sender", "addressee", "time", "stored_at", "state_after", "anomaly",
+    "stream_seq",
+    "event_id",
+    "event_type",
+    "sender",
+    "addressee",
+    "time",
+    "stored_at",
+    "state_after",
+    "anomaly",
 }
 SUMMARY_KEYS = {"at", "last_seq", "total", "overdue", "anomalies", "by_family_state", "by_pair", "overdue_by_party"}
 
@@ -29,8 +50,24 @@ def test_referral_json_keys() -> None:
     wait = Wait("TJ", "answer to lead.submitted", date(2026, 9, 29), date(2026, 10, 8), False, 0, "e")
     entry = TimelineEntry(1, "e", "lead.submitted", "BJ", "TJ", "t", "s", "submitted")
     view = ReferralView(
-        "BJ-0190c7a0-0000-7000-8000-000000000000", "lead", "BJ", "TJ", "received", {}, "s", "s", 2,
-        wait.due, (wait,), (), (), ("TJ:overdue",), True, ("TJ",), at, (entry,),
+        "BJ-0190c7a0-0000-7000-8000-000000000000",
+        "lead",
+        "BJ",
+        "TJ",
+        "received",
+        {},
+        "s",
+        "s",
+        2,
+        wait.due,
+        (wait,),
+        (),
+        (),
+        ("TJ:overdue",),
+        True,
+        ("TJ",),
+        at,
+        (entry,),
     )
     doc = view.to_json()
     assert set(doc) == REFERRAL_KEYS | {"timeline"}

@@ -44,8 +44,23 @@ def test_calendar_days_option() -> None:
 def _view(due: date, paused: bool = False) -> ReferralView:
     wait = Wait("TJ", "answer to lead.submitted", date(2026, 9, 25), due, paused, 0, "e1")
     return ReferralView(
-        "BJ-0190c7a0-0000-7000-8000-000000000000", "lead", "BJ", "TJ", "received", {}, "", "", 2,
-        due, (wait,), (), (), (), False, (), date(2026, 10, 1),
+        "BJ-0190c7a0-0000-7000-8000-000000000000",
+        "lead",
+        "BJ",
+        "TJ",
+        "received",
+        {},
+        "",
+        "",
+        2,
+        due,
+        (wait,),
+        (),
+        (),
+        (),
+        False,
+        (),
+        date(2026, 10, 1),
     )
 
 

@@ -31,7 +31,7 @@ from xregion.auditor.replay import Record, Replayer
 from xregion.auditor.source import read_stream
 from xregion.bench.common import LEAD, Measure, bench_roster, rss_bytes, synthetic_events
 from xregion.config import load_config
-from xregion.runtime.server import EmbeddedServer, ServerConfig, free_port
+from xregion.ops.server import EmbeddedServer, ServerConfig, free_port
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.topology import event_stream_config
 from xregion.signing import Signer

@@ -130,7 +130,7 @@ def disk_sync_ms(directory: Path, commits: int = 50) -> float:
 
 def machine() -> dict[str, Any]:
     """Where the numbers come from."""
-    from xregion.runtime.server import find_nats_server
+    from xregion.ops.server import find_nats_server
 
     model = ""
     with contextlib.suppress(OSError):
@@ -395,7 +395,7 @@ async def run_all(
     progress: Callable[[str], None] = lambda _: None,
 ) -> BenchReport:
     from xregion.auditor.bench import run_bench
-    from xregion.runtime.server import EmbeddedServer, ServerConfig, free_port
+    from xregion.ops.server import EmbeddedServer, ServerConfig, free_port
 
     latency_events = latency_events if latency_events is not None else max(1, min(events, 2000))
     with tempfile.TemporaryDirectory(prefix="xregion-bench-") as tmp:

@@ -52,10 +52,11 @@ def gen_config(
     """The server's accounts OUT/auth.conf: the bus account (streams, evidence, ADMIN) and one
     account per configured region, COORD and AUDIT, each user being the client certificate
     whose URI SAN is urn:xregion:party:<CODE> (gen-certs issues development ones)."""
-    from xregion.runtime.identities import AUTH_FILE, PINNED_FILE, party_uri, write_auth_config, write_pinned_certs
+    from xregion.ops.identities import AUTH_FILE, PINNED_FILE, write_auth_config, write_pinned_certs
+    from xregion.permissions import party_uri
 
     if cluster:
-        from xregion.runtime.cluster import OpsLayout, write_ops_configs
+        from xregion.ops.cluster import OpsLayout, write_ops_configs
 
         layout = OpsLayout(hosts=node_host) if node_host else OpsLayout()
         for path in write_ops_configs(cluster_dir, cluster, load_config().regions.codes, layout):
@@ -82,9 +83,9 @@ def gen_certs(
 ) -> None:
     """A development CA, the server's certificate and a client certificate per party under
     OUT/tls. DEVELOPMENT ONLY: production certificates come from the agency's CA."""
+    from xregion.ops.certs import DEFAULT_HOSTS, write_dev_pki
+    from xregion.ops.identities import write_pinned_certs
     from xregion.permissions import parties
-    from xregion.runtime.certs import DEFAULT_HOSTS, write_dev_pki
-    from xregion.runtime.identities import write_pinned_certs
 
     try:
         codes = load_config().regions.codes
@@ -108,7 +109,7 @@ def apply_topology(
 ) -> None:
     """Declare the streams, the object store and every durable consumer (regions' and the
     coordinator's) as the operator (ADMIN identity); idempotent, never overwrites settings."""
-    from xregion.runtime import operator
+    from xregion.ops import operator
 
     url, settings, identity = _operator(nats_url, tls_ca, tls_cert, tls_key, nkey_seed)
     try:
@@ -156,8 +157,8 @@ def backup(
 ) -> None:
     """Back the bus's streams up online (JetStream snapshots, with their durable consumers)
     as the operator (ADMIN); each with its size and SHA-256 in backup.json."""
-    from xregion.runtime import operator
-    from xregion.runtime.backup import bus_streams
+    from xregion.ops import operator
+    from xregion.ops.backup import bus_streams
 
     url, settings, identity = _operator(nats_url, tls_ca, tls_cert, tls_key, nkey_seed)
     streams = tuple(stream) if stream else bus_streams(settings, load_config().regions.codes)
@@ -184,7 +185,7 @@ def restore(
 ) -> None:
     """Restore backed-up streams as the operator (ADMIN), under their own names, which must not
     exist; every backup is checked (size, SHA-256) before anything is restored."""
-    from xregion.runtime import operator
+    from xregion.ops import operator
 
     url, _, identity = _operator(nats_url, tls_ca, tls_cert, tls_key, nkey_seed)
     try:

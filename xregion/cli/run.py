@@ -83,10 +83,10 @@ def broker(
     Secure by default: one account per party, each party's client certificate its user
     (pinned), and mutual TLS from SECURITY_DIR (default DATA_DIR/security; development material is generated there if
     absent), and the topology declared with the ADMIN identity."""
+    from xregion.ops.operator import apply_topology
+    from xregion.ops.security import ensure_dev_security
+    from xregion.ops.server import EmbeddedServer, ServerConfig
     from xregion.permissions import OPERATOR
-    from xregion.runtime.operator import apply_topology
-    from xregion.runtime.security import ensure_dev_security
-    from xregion.runtime.server import EmbeddedServer, ServerConfig
 
     if cluster > 1:
         _broker_cluster(data_dir, port, host, not no_sync_always, insecure, security_dir, cluster)
@@ -138,10 +138,10 @@ def _broker_cluster(
     data_dir: Path, port: int, host: str, sync_always: bool, insecure: bool, security_dir: Path | None, size: int
 ) -> None:
     """``xregion broker --cluster N``: N nodes on this machine, R-N streams declared."""
+    from xregion.ops.cluster import ClusterConfig, EmbeddedCluster
+    from xregion.ops.security import ensure_dev_security
+    from xregion.ops.server import free_port
     from xregion.permissions import OPERATOR
-    from xregion.runtime.cluster import ClusterConfig, EmbeddedCluster
-    from xregion.runtime.security import ensure_dev_security
-    from xregion.runtime.server import free_port
     from xregion.runtime.settings import RuntimeSettings
 
     regions = load_config().regions.codes
@@ -204,7 +204,7 @@ async def _declare_with_retry(
     (until then the JetStream API answers 503 or not at all)."""
     import time
 
-    from xregion.runtime.operator import apply_topology
+    from xregion.ops.operator import apply_topology
 
     deadline = time.monotonic() + timeout
     while True:

@@ -25,11 +25,9 @@ from typing import Any
 import structlog
 from cryptography import x509
 
-from xregion.errors import XRegionError
-from xregion.permissions import inbox_prefix
+from xregion.errors import ConfigError, XRegionError
+from xregion.permissions import PARTY_URI, inbox_prefix
 from xregion.runtime import nats_compat  # noqa: F401  (on import: nats-py survives subjects that are not UTF-8)
-from xregion.runtime.certs import PARTY_URI
-from xregion.runtime.identities import read_seed
 from xregion.runtime.settings import RuntimeSettings
 from xregion.subjects import ROOT
 
@@ -87,6 +85,18 @@ class IdentityMismatch(ConnectionSecurityError):
     and refuse everything it then did; said before connecting."""
 
     code = "identity_mismatch"
+
+
+def read_seed(path: Path) -> str:
+    """The seed in an NKey seed file (comment lines starting with ``#`` are ignored)."""
+    try:
+        lines = path.read_text(encoding="ascii").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read NKey seed file {path}: {exc.strerror}", path=str(path)) from None
+    seeds = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if len(seeds) != 1 or not seeds[0].startswith("SU"):
+        raise ConfigError(f"{path} does not hold exactly one NKey user seed (SU...)", path=str(path))
+    return seeds[0]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ A user is the party's **client certificate**: the server runs TLS with ``verify_
 and admits a certificate whose URI SAN is ``urn:xregion:party:<CODE>`` (:func:`party_uri`)
 as that party, and nothing else. Identity and certificate are one credential, so one
 party's certificate can never be paired with another's key. The certificates come from the
-bus's CA (development ones from :mod:`xregion.runtime.certs`; production, ops/README.md).
+bus's CA (development ones from :mod:`xregion.ops.certs`; production, ops/README.md).
 
 ``DIR/pinned.conf`` (:func:`write_pinned_certs`, included in the server's ``tls`` block)
 *pins* the client certificates the server accepts: the SHA-256 of the public key of every
@@ -43,43 +43,27 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from xregion.errors import ConfigError
+from xregion.ops.certs import tls_dir
+from xregion.ops.cluster import HUB_DOMAIN
 from xregion.permissions import (
     BUS_ACCOUNT,
     DEFAULT_NAMES,
     JS_API,
+    LEAF_URI,
     OPERATOR,
     BusNames,
     Permissions,
     inbox_prefix,
     parties,
+    party_uri,
     permissions_for,
 )
-from xregion.runtime.certs import LEAF_URI, PARTY_URI, tls_dir
-from xregion.runtime.cluster import HUB_DOMAIN
 
 AUTH_FILE = "auth.conf"
 LEAF_AUTH_FILE = "leaf-auth.conf"
 PINNED_FILE = "pinned.conf"
 STREAMED = (f"{JS_API}.CONSUMER.MSG.NEXT.", f"{JS_API}.DIRECT.GET.")
 """API calls answered with several messages (a pull batch, a batched direct get)."""
-
-
-def party_uri(party: str) -> str:
-    """The URI SAN of ``party``'s client certificate, and its NATS user name."""
-    return f"{PARTY_URI}{party}"
-
-
-def read_seed(path: Path) -> str:
-    """The seed in an NKey seed file (comment lines starting with ``#`` are ignored)."""
-    try:
-        lines = path.read_text(encoding="ascii").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read NKey seed file {path}: {exc.strerror}", path=str(path)) from None
-    seeds = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if len(seeds) != 1 or not seeds[0].startswith("SU"):
-        raise ConfigError(f"{path} does not hold exactly one NKey user seed (SU...)", path=str(path))
-    return seeds[0]
 
 
 def account_of(party: str) -> str:
@@ -149,7 +133,7 @@ def render_accounts(
     ``leaf``: for a regional site's leaf node, which stores nothing: the same accounts and
     users (each party's permissions enforced where it connects) but no exports or imports —
     a party's traffic crosses the leaf link into its own account on the hub, whose imports
-    reach the bus there (:func:`xregion.runtime.cluster.leaf_remote_block`); its JetStream
+    reach the bus there (:func:`xregion.ops.cluster.leaf_remote_block`); its JetStream
     API calls go to the hub's ``js_domain``."""
     codes = list(regions)
     everyone = parties(codes)

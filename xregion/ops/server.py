@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xregion.errors import XRegionError
-from xregion.runtime.certs import TlsFiles
+from xregion.ops.certs import TlsFiles
 
 
 class BrokerError(XRegionError):
@@ -66,10 +66,10 @@ class ServerConfig:
     chain to (``verify: true``)."""
     pinned_file: Path | None = None
     """``pinned_certs`` of the client certificates admitted (included in the ``tls`` block;
-    :func:`xregion.runtime.identities.write_pinned_certs`)."""
+    :func:`xregion.ops.identities.write_pinned_certs`)."""
     tls_map: bool = False
     """The client certificate is the user (``verify_and_map``): the accounts of ``auth_file``
-    name users by the URI SAN of their certificates (:mod:`xregion.runtime.identities`)."""
+    name users by the URI SAN of their certificates (:mod:`xregion.ops.identities`)."""
     extra: list[str] = field(default_factory=list)
     """Further configuration blocks (cluster, leaf nodes) rendered verbatim."""
     jetstream: bool = True

@@ -34,11 +34,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from xregion.permissions import LEAF_URI, PARTY_URI
+
 DEFAULT_HOSTS = ("127.0.0.1", "localhost")
-PARTY_URI = "urn:xregion:party:"
-"""Prefix of the URI SAN that names a party (``xregion.runtime.identities.party_uri``)."""
-LEAF_URI = "urn:xregion:leaf:"
-"""Prefix of the URI SAN of a regional site's leaf node, linking the region's account."""
 VALID_DAYS = 365
 TLS_DIR = "tls"
 

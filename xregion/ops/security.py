@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from xregion.ops.certs import DEFAULT_HOSTS, client_files, server_files, write_dev_pki
+from xregion.ops.cluster import ClusterConfig
+from xregion.ops.identities import AUTH_FILE, PINNED_FILE, write_auth_config, write_pinned_certs
+from xregion.ops.server import ServerConfig
 from xregion.permissions import DEFAULT_NAMES, BusNames, parties
-from xregion.runtime.certs import DEFAULT_HOSTS, client_files, server_files, write_dev_pki
-from xregion.runtime.cluster import ClusterConfig
 from xregion.runtime.connection import ClientIdentity
-from xregion.runtime.identities import AUTH_FILE, PINNED_FILE, write_auth_config, write_pinned_certs
-from xregion.runtime.server import ServerConfig
 from xregion.runtime.settings import RuntimeSettings
 
 Secured = TypeVar("Secured", ServerConfig, ClusterConfig)

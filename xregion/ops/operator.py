@@ -1,5 +1,5 @@
 """What the operator identity (``ADMIN``) does: declare the bus's topology, back up and
-restore its streams (:mod:`xregion.runtime.backup`).
+restore its streams (:mod:`xregion.ops.backup`).
 
 Regions connect with scoped identities that may not create streams or consumers (a region
 allowed ``$JS.API.CONSUMER.CREATE.XREGION.>`` could give itself a consumer on another
@@ -15,8 +15,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from xregion.ops.backup import StreamBackup, backup_streams, restore_streams
 from xregion.permissions import OPERATOR
-from xregion.runtime.backup import StreamBackup, backup_streams, restore_streams
 from xregion.runtime.connection import ClientIdentity, connect
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.topology import TopologyReport, ensure_topology

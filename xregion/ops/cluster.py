@@ -27,8 +27,8 @@ from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, ServiceUnavailableError
 
-from xregion.runtime.certs import TlsFiles
-from xregion.runtime.server import BrokerError, EmbeddedServer, ServerConfig, free_port
+from xregion.ops.certs import TlsFiles
+from xregion.ops.server import BrokerError, EmbeddedServer, ServerConfig, free_port
 
 
 def _tls_block(tls: TlsFiles, indent: str = "  ", *, tls_map: bool = False) -> list[str]:
@@ -61,7 +61,7 @@ class ClusterConfig:
     """Client TLS; also used (mutual) on the routes unless ``route_tls`` is given."""
     route_tls: TlsFiles | None = None
     tls_map: bool = False
-    """Client certificates are the users (``verify_and_map``; :mod:`xregion.runtime.identities`)."""
+    """Client certificates are the users (``verify_and_map``; :mod:`xregion.ops.identities`)."""
     pinned_file: Path | None = None
     """The client certificates admitted (``pinned.conf``)."""
     conf_dir: Path | None = None

@@ -2,7 +2,9 @@
 
 Rows inserted into BJ's ``xregion_outbox`` reach TJ's ``xregion_inbox`` exactly once, in
 order, also when BJ's bridge (a real ``xregion adapter run --sql-bridge`` process) is
-SIGKILLed between submitting a row and marking it.
+SIGKILLed between submitting a row and marking it: the process runs through
+:mod:`tests.integration.bridge_launcher`, which stops the bridge in that window and says so
+in a marker file.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import pytest
 from tests.bus import Bus, eventually
 from tests.integration.helpers import stream_events
 from xregion.bridge import SqlBridge, connect
-from xregion.bridge.bridge import PAUSE_ENV
 from xregion.bridge.dialect import Database
 from xregion.examples import PAYLOADS
 from xregion.keys import init_keys
@@ -31,6 +32,7 @@ from xregion.keys import init_keys
 pytestmark = pytest.mark.anyio
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _postgres_reason() -> str | None:
@@ -157,16 +159,18 @@ async def test_outbox_rows_reach_the_other_inbox_and_come_back_with_status(
     assert len(await submitted_leads(bus)) == 3  # the refused row was never published
 
 
-def _run_bridge(bus: Bus, keys: Path, dsn: str, log: Path, pause: float | None) -> subprocess.Popen[bytes]:
+def _run_bridge(bus: Bus, keys: Path, dsn: str, log: Path, stop_marker: Path | None) -> subprocess.Popen[bytes]:
+    """BJ's adapter with its SQL bridge, a real process; with ``stop_marker``, stopped after its first submit."""
     # A message the killed process took but never acknowledged comes back after the ack wait.
     env = dict(os.environ, XREGION_LOG_FORMAT="json", XREGION_ACK_WAIT_S="3")
-    env.pop(PAUSE_ENV, None)
-    if pause:
-        env[PAUSE_ENV] = str(pause)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    if stop_marker is not None:
+        launcher = ["-m", "tests.integration.bridge_launcher", "--stop-after-submit", str(stop_marker), "--"]
+    else:
+        launcher = ["-c", "from xregion.cli import main; main()"]
     cmd = [
         sys.executable,
-        "-c",
-        "from xregion.cli import main; main()",
+        *launcher,
         "adapter",
         "run",
         "--region",
@@ -182,7 +186,7 @@ def _run_bridge(bus: Bus, keys: Path, dsn: str, log: Path, pause: float | None) 
         "--log-format",
         "json",
     ]
-    return subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
 
 async def test_bridge_killed_between_publishing_and_marking_sends_each_row_once(
@@ -204,22 +208,30 @@ async def test_bridge_killed_between_publishing_and_marking_sends_each_row_once(
             bj, f"京市监线索-{n}", "lead.submitted", dict(PAYLOADS["lead.submitted"], title=f"线索{n}"), to="TJ"
         )
     log = tmp_path / "bridge.log"
-    proc = _run_bridge(bus, keys, bj_dsn, log, pause=60)
+    marker = tmp_path / "submitted-not-marked"
+    proc = _run_bridge(bus, keys, bj_dsn, log, stop_marker=marker)
     try:
 
-        async def first_published() -> bool:
-            rows = await tj.execute("SELECT event_type FROM xregion_inbox WHERE event_type = 'lead.submitted'")
-            return len(rows) == 1
+        async def stopped_after_submit() -> bool:
+            assert proc.poll() is None, f"BJ's bridge exited early:\n{log.read_text(errors='replace')[-3000:]}"
+            return marker.exists()
 
-        await eventually(first_published, 30, "the first row to reach TJ while BJ's bridge is paused")
+        await eventually(stopped_after_submit, 30, "BJ's bridge to submit its first row and stop before marking it")
+        event_id = marker.read_text(encoding="utf-8")
+
+        async def first_published() -> bool:
+            rows = await tj.execute("SELECT event_id FROM xregion_inbox WHERE event_type = 'lead.submitted'")
+            return rows == [(event_id,)]
+
+        await eventually(first_published, 30, "the submitted row to reach TJ while BJ's bridge is stopped")
         assert await bj.execute("SELECT bus_status FROM xregion_outbox ORDER BY id") == [("new",), ("new",)]
-        assert "between submitting and marking" in log.read_text()
+        assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     assert proc.returncode == -signal.SIGKILL
 
-    proc = _run_bridge(bus, keys, bj_dsn, log, pause=None)
+    proc = _run_bridge(bus, keys, bj_dsn, log, stop_marker=None)
     try:
 
         async def all_marked() -> bool:
@@ -238,4 +250,5 @@ async def test_bridge_killed_between_publishing_and_marking_sends_each_row_once(
     assert len(published) == 2 and len({e["id"] for e in published}) == 2
     marked = await bj.execute("SELECT bus_event_id FROM xregion_outbox ORDER BY id")
     assert sorted(r[0] for r in marked) == sorted(r[0] for r in inbox)
+    assert marked[0][0] == event_id  # the resubmitted row got the event sent before the kill
     await asyncio.sleep(0)

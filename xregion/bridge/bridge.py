@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from datetime import date
 from functools import partial
 from typing import Any
@@ -37,8 +36,6 @@ from xregion.runtime.consumer import Delivery, Handler
 log = structlog.get_logger("xregion.bridge")
 
 KEY_PREFIX = "sql:"
-PAUSE_ENV = "XREGION_BRIDGE_TEST_PAUSE_AFTER_SUBMIT_S"
-"""Test hook: sleep this long after submitting a row and before marking it (the crash window)."""
 
 
 def _date(value: Any) -> date | None:
@@ -182,12 +179,6 @@ class SqlBridge:
             )
             log.warning("outbox row refused", row=row_id, reason=reason)
             return
-        pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
-        if pause > 0:
-            log.warning(
-                "bridge paused between submitting and marking (test hook)", row=row_id, event_id=response["event_id"]
-            )
-            await asyncio.sleep(pause)
         await self.db.execute(
             "UPDATE xregion_outbox SET bus_status = 'submitted', bus_event_id = ?, referral_id = ?, error = NULL, "
             "updated_at = CURRENT_TIMESTAMP WHERE id = ? AND bus_status = 'new'",

@@ -1,5 +1,7 @@
 -- xregion SQL bridge tables, PostgreSQL. The regional system INSERTs into xregion_outbox and
 -- reads xregion_inbox; the bridge writes bus_status/bus_event_id/error and the inbox.
+-- The bridge runs this file as it is when it opens the database (the only copy of the DDL;
+-- wheels ship it as xregion/bridge/sql/).
 CREATE TABLE IF NOT EXISTS xregion_outbox (
     id              BIGSERIAL PRIMARY KEY,              -- publication order
     idempotency_key TEXT NOT NULL UNIQUE,               -- the regional system's own key

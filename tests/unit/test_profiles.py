@@ -1,4 +1,4 @@
-"""Region profiles (adapters/profiles) and the committed SQL bridge DDL (adapters/sql)."""
+"""Region profiles (adapters/profiles)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from xregion.bridge.dialect import POSTGRES_DDL, SQLITE_DDL
 from xregion.codec import decode_data
 from xregion.config import load_config
 from xregion.contracts.catalog import CATALOG
@@ -51,8 +50,3 @@ def test_bj_case_numbers() -> None:
 def test_a_profile_naming_an_unknown_agency_is_refused() -> None:
     with pytest.raises(ConfigError, match="not an agency of BJ"):
         parse_profile({"region": "BJ", "agencies": {"nasa": {}}}, load_config())
-
-
-def test_committed_sql_ddl_matches_the_bridge() -> None:
-    assert (ROOT / "adapters" / "sql" / "sqlite.sql").read_text(encoding="utf-8") == SQLITE_DDL
-    assert (ROOT / "adapters" / "sql" / "postgresql.sql").read_text(encoding="utf-8") == POSTGRES_DDL

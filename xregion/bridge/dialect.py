@@ -11,83 +11,21 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from importlib.resources import files
 from typing import Any, TypeVar
 
 from xregion.errors import ConfigError
 
 T = TypeVar("T")
 
-SQLITE_DDL = """\
--- xregion SQL bridge tables, SQLite. The regional system INSERTs into xregion_outbox and
--- reads xregion_inbox; the bridge writes bus_status/bus_event_id/error and the inbox.
-CREATE TABLE IF NOT EXISTS xregion_outbox (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,  -- publication order
-    idempotency_key TEXT NOT NULL UNIQUE,               -- the regional system's own key
-    event_type      TEXT NOT NULL,                      -- <family>.<event>, e.g. lead.submitted
-    referral_id     TEXT,                               -- NULL opens a referral; the bridge fills it in
-    to_region       TEXT,                               -- addressee of an opening (BJ, TJ, HE, ALL)
-    data            TEXT NOT NULL,                      -- the event's data, JSON (schemas/v1/data/)
-    handling        TEXT NOT NULL DEFAULT 'H0',
-    answer_by       TEXT,                               -- YYYY-MM-DD; default from the bus configuration
-    created_at      TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    bus_status      TEXT NOT NULL DEFAULT 'new',        -- new, submitted, sent, failed, then the referral's state
-    bus_event_id    TEXT,                               -- the event's id on the bus
-    error           TEXT,                               -- why a row failed (code: message)
-    updated_at      TEXT
-);
-CREATE INDEX IF NOT EXISTS xregion_outbox_status ON xregion_outbox (bus_status, id);
-CREATE INDEX IF NOT EXISTS xregion_outbox_referral ON xregion_outbox (referral_id);
-CREATE TABLE IF NOT EXISTS xregion_inbox (
-    event_id     TEXT PRIMARY KEY,                      -- idempotency: each event once
-    referral_id  TEXT NOT NULL,
-    event_type   TEXT NOT NULL,
-    sender       TEXT NOT NULL,
-    addressee    TEXT NOT NULL,
-    data         TEXT NOT NULL,                         -- JSON, personal data opened
-    handling     TEXT NOT NULL,
-    answer_by    TEXT,
-    event_time   TEXT NOT NULL,
-    received_at  TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    state_after  TEXT NOT NULL,                         -- the referral's state after this event
-    processed_at TEXT                                   -- for the regional system's own use
-);
-"""
+SQL_DIR = "sql"
+"""The bridge's tables, one file per dialect: ``adapters/sql/{sqlite,postgresql}.sql``. In a checkout
+``xregion/bridge/sql`` is a link to ``adapters/sql``; a built wheel holds the files there (package data)."""
 
-POSTGRES_DDL = """\
--- xregion SQL bridge tables, PostgreSQL. The regional system INSERTs into xregion_outbox and
--- reads xregion_inbox; the bridge writes bus_status/bus_event_id/error and the inbox.
-CREATE TABLE IF NOT EXISTS xregion_outbox (
-    id              BIGSERIAL PRIMARY KEY,              -- publication order
-    idempotency_key TEXT NOT NULL UNIQUE,               -- the regional system's own key
-    event_type      TEXT NOT NULL,                      -- <family>.<event>, e.g. lead.submitted
-    referral_id     TEXT,                               -- NULL opens a referral; the bridge fills it in
-    to_region       TEXT,                               -- addressee of an opening (BJ, TJ, HE, ALL)
-    data            JSONB NOT NULL,                     -- the event's data (schemas/v1/data/)
-    handling        TEXT NOT NULL DEFAULT 'H0',
-    answer_by       DATE,                               -- default from the bus configuration
-    created_at      TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    bus_status      TEXT NOT NULL DEFAULT 'new',        -- new, submitted, sent, failed, then the referral's state
-    bus_event_id    TEXT,                               -- the event's id on the bus
-    error           TEXT,                               -- why a row failed (code: message)
-    updated_at      TIMESTAMPTZ
-);
-CREATE INDEX IF NOT EXISTS xregion_outbox_status ON xregion_outbox (bus_status, id);
-CREATE INDEX IF NOT EXISTS xregion_outbox_referral ON xregion_outbox (referral_id);
-CREATE TABLE IF NOT EXISTS xregion_inbox (
-    event_id     TEXT PRIMARY KEY,                      -- idempotency: each event once
-    referral_id  TEXT NOT NULL,
-    event_type   TEXT NOT NULL,
-    sender       TEXT NOT NULL,
-    addressee    TEXT NOT NULL,
-    data         JSONB NOT NULL,                        -- personal data opened
-    handling     TEXT NOT NULL,
-    answer_by    DATE,
-    event_time   TIMESTAMPTZ NOT NULL,
-    received_at  TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    state_after  TEXT NOT NULL,                         -- the referral's state after this event
-    processed_at TIMESTAMPTZ                            -- for the regional system's own use
-);
-"""
+
+def load_ddl(dialect: str) -> str:
+    """The DDL the bridge runs on opening a ``dialect`` database, exactly as in ``adapters/sql/<dialect>.sql``."""
+    return files("xregion.bridge").joinpath(SQL_DIR, f"{dialect}.sql").read_bytes().decode("utf-8")
 
 
 class Database:
@@ -160,8 +98,8 @@ def connect(dsn: str) -> Database:
         def open_pg() -> Any:
             return psycopg.connect(dsn, autocommit=True)
 
-        return Database(open_pg, dialect="postgresql", ddl=POSTGRES_DDL, placeholder="%s")
+        return Database(open_pg, dialect="postgresql", ddl=load_ddl("postgresql"), placeholder="%s")
     path = dsn.removeprefix("sqlite:///") if dsn.startswith("sqlite:///") else dsn.removeprefix("sqlite://")
     if not path:
         raise ConfigError(f"no database file in {dsn!r}")
-    return Database(lambda: _sqlite(path), dialect="sqlite", ddl=SQLITE_DDL, placeholder="?")
+    return Database(lambda: _sqlite(path), dialect="sqlite", ddl=load_ddl("sqlite"), placeholder="?")

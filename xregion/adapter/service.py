@@ -44,8 +44,9 @@ from xregion.runtime.keyfiles import KeyFile, LiveRoster
 from xregion.runtime.metrics import OUTBOX_DEPTH
 from xregion.runtime.outbox import Outbox
 from xregion.runtime.relay import Relay
+from xregion.runtime.restores import RestoreMark, RestoreRepair
 from xregion.runtime.settings import RuntimeSettings
-from xregion.runtime.store import LostPublications, Store
+from xregion.runtime.store import Store
 from xregion.runtime.topology import TopologyReport, ensure_topology
 from xregion.sealing import FieldSealing
 from xregion.signing import KeyRoster, Signer
@@ -135,7 +136,8 @@ class Adapter:
             object_store=self.settings.object_store,
         )
         self.topology: TopologyReport | None = None
-        self.lost = LostPublications()
+        self.restores: list[RestoreRepair] = []
+        """The restores of the stream this adapter applied to its store (its run)."""
         """What the stream lacked of this region's acknowledged events when the adapter started."""
         self._tasks: list[asyncio.Task[None]] = []
         self._depth_task: asyncio.Task[None] | None = None
@@ -239,9 +241,16 @@ class Adapter:
         )
         for drift in self.topology.drift:
             log.warning("stream settings differ from xregion defaults; left unchanged", region=self.region, drift=drift)
-        await self._check_stream_holds_outbox(js)
+        await self._apply_restore(js)
         self.client._js = js
-        self.relay = Relay(self.store, self.broker.connection, js, self.settings.stream, on_published=self._published)
+        self.relay = Relay(
+            self.store,
+            self.broker.connection,
+            js,
+            self.settings.stream,
+            on_published=self._published,
+            check_stream=lambda: self._apply_restore(js, strict=True),
+        )
         OUTBOX_DEPTH.labels(region=self.region).set(await self.store.outbox_depth())
         self.alerts = SecurityAlerts(
             js,
@@ -262,6 +271,7 @@ class Adapter:
             submit=self._answer,
             alerts=self.alerts,
             sealing=self.sealing,
+            check_stream=lambda: self._apply_restore(js, strict=True),
         )
         self._tasks = [
             asyncio.create_task(self._supervise("relay", self.relay.run)),
@@ -366,27 +376,34 @@ class Adapter:
                 raise TimeoutError(f"{self.region}: outbox not drained within {timeout}s")
             await asyncio.sleep(0.02)
 
-    async def _check_stream_holds_outbox(self, js: JetStreamContext) -> None:
-        """Say loudly when the stream ends before events it acknowledged to this region's relay:
-        it was restored from an older backup and lost them (they remain in the outbox; the
-        runbook says what to do). Nothing else would notice until an addressee saw a gap."""
+    async def _apply_restore(self, js: JetStreamContext, *, strict: bool = False) -> None:
+        """Apply the stream's restore mark to the store, once per restore
+        (:mod:`xregion.runtime.restores`): the events the restored stream lost go out again
+        before anything newer, and the copies of events handled here are not handled twice.
+        Run before the consumer and the relay start, and by the relay after each reconnect.
+        ``strict``: a stream that cannot be read raises (the relay then waits)."""
         try:
             info = await js.stream_info(self.settings.stream)
-        except Exception as exc:  # the topology check just passed; a flap is not worth failing for
+        except Exception as exc:
+            if strict:
+                raise
             log.warning("stream not readable for the restore check", region=self.region, error=type(exc).__name__)
             return
-        self.lost = await self.store.published_beyond(info.state.last_seq)
-        if self.lost.count:
-            log.error(
-                "the stream lacks events this region published: restored from an older backup?",
-                region=self.region,
-                stream=self.settings.stream,
-                stream_last_seq=info.state.last_seq,
-                missing=self.lost.count,
-                first_originseq=self.lost.first_seq,
-                last_originseq=self.lost.last_seq,
-                last_stream_seq=self.lost.last_stream_seq,
-            )
+        mark = RestoreMark.of(info.config.metadata)
+        if mark is None:
+            return
+        repair = await self.store.apply_restore(mark)
+        if repair is None:
+            return
+        self.restores.append(repair)
+        log.warning(
+            "the stream was restored from a backup: re-publishing the events it lost",
+            region=self.region,
+            stream=self.settings.stream,
+            **repair.to_log(),
+        )
+        if repair.republish:
+            self._refresh_depth()
 
     def app(self) -> FastStream:
         """The FastStream application running this adapter (``xregion adapter run``)."""

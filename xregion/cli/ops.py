@@ -185,6 +185,7 @@ def restore(
 ) -> None:
     """Restore backed-up streams as the operator (ADMIN), under their own names, which must not
     exist; every backup is checked (size, SHA-256) before anything is restored."""
+    from xregion.cli.run import _restored
     from xregion.ops import operator
 
     url, _, identity = _operator(nats_url, tls_ca, tls_cert, tls_key, nkey_seed)
@@ -193,10 +194,5 @@ def restore(
     except XRegionError as exc:
         raise fail(exc) from None
     for info in restored:
-        state = info.get("state", {})
-        console.print(
-            f"restored {info.get('config', {}).get('name')}: {state.get('messages', 0):,} messages "
-            f"(seq {state.get('first_seq')}..{state.get('last_seq')})",
-            highlight=False,
-        )
+        console.print(f"restored {_restored(info)}", highlight=False)
     console.print("now audit the restored stream: xregion audit replay --nats-url ...")

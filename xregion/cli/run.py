@@ -77,18 +77,33 @@ def broker(
             "a development cluster; production uses ops/cluster/*.conf.",
         ),
     ] = 1,
+    restore: Annotated[
+        Path | None,
+        typer.Option(
+            "--restore",
+            help="Restore the streams backed up in this directory (`xregion ops backup`) before declaring the "
+            "topology; the store must not hold them (a new DATA_DIR). Adapters then re-publish what the backup lacks.",
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded nats-server with JetStream and the project's configuration until Ctrl-C.
 
     Secure by default: one account per party, each party's client certificate its user
     (pinned), and mutual TLS from SECURITY_DIR (default DATA_DIR/security; development material is generated there if
-    absent), and the topology declared with the ADMIN identity."""
+    absent), and the topology declared with the ADMIN identity.
+
+    After a disaster: --restore BACKUP_DIR on a new DATA_DIR restores the backup first (every
+    stream checked whole before anything is restored), then declares what is missing."""
+    from xregion.ops import operator
     from xregion.ops.operator import apply_topology
     from xregion.ops.security import ensure_dev_security
     from xregion.ops.server import EmbeddedServer, ServerConfig
     from xregion.permissions import OPERATOR
 
     if cluster > 1:
+        if restore is not None:
+            console.print("[red]--restore runs on a single node; restore a cluster with `xregion ops restore`[/red]")
+            raise typer.Exit(2)
         _broker_cluster(data_dir, port, host, not no_sync_always, insecure, security_dir, cluster)
         return
     config = ServerConfig(store_dir=data_dir, port=port, host=host, sync_always=not no_sync_always)
@@ -105,9 +120,16 @@ def broker(
         server.start()
         if sec is None or sec.has_identity(OPERATOR):  # an open server: declared over a plain connection
             identity = sec.identity(OPERATOR) if sec is not None else None
+            if restore is not None:
+                for info in asyncio.run(operator.restore(server.url, restore, identity=identity)):
+                    console.print(f"restored {_restored(info)}", highlight=False)
             report = asyncio.run(apply_topology(server.url, regions, identity=identity))
             for line in report.created:
                 console.print(f"created {line}")
+        elif restore is not None:
+            server.stop()
+            console.print(f"[red]--restore needs the ADMIN identity in {sec.root}[/red]", highlight=False)
+            raise typer.Exit(2)
     except XRegionError as exc:
         server.stop()
         console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False)
@@ -132,6 +154,15 @@ def broker(
             console.print(f"[red]nats-server exited[/red]\n{server.log_tail()}")
             raise typer.Exit(1)
     server.stop()
+
+
+def _restored(info: dict[str, Any]) -> str:
+    """One restored stream, as the server describes it: name, messages, sequences."""
+    state = info.get("state", {})
+    return (
+        f"{info.get('config', {}).get('name')}: {state.get('messages', 0):,} messages "
+        f"(seq {state.get('first_seq')}..{state.get('last_seq')})"
+    )
 
 
 def _broker_cluster(

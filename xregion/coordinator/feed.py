@@ -14,6 +14,12 @@ tracking record of an event-sourced read model:
 
 The lag is the stream's last sequence minus the position (the event stream denies deletes,
 so every sequence up to the last exists).
+
+A stream restored from a backup may end before the position: before it folds anything on a
+new connection, after a failed read and after reaching the end, the feed reads the stream's
+restore mark, and a
+projection that had folded beyond the backup is folded again from the start
+(:meth:`Projection.follow_restore`, :mod:`xregion.runtime.restores`).
 """
 
 from __future__ import annotations
@@ -25,11 +31,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from xregion.coordinator.projection import Projection, Verify
 from xregion.envelope import Envelope
 from xregion.keys import ROSTER_FILE
 from xregion.runtime.keyfiles import LiveRoster
 from xregion.runtime.stream_reader import StoredMessage, StreamReader
+
+log = structlog.get_logger("xregion.coordinator")
 
 
 def roster_verifier(keys_dir: Path, revocation_grace_s: float) -> Verify:
@@ -82,13 +92,39 @@ class ProjectionFeed:
         self.lock = asyncio.Lock()
         self.pending = 0
         """Messages after the last batch read, when it was read (0: at the end of the stream)."""
+        self._checked_at: int | None = None
+        """The reader's reconnect count when the restore mark was last read (None: never, or a read failed)."""
+        self.refolds = 0
+        """Times the projection was emptied to be folded again after a restore."""
+
+    async def _follow_restores(self) -> None:
+        if self._checked_at == self.reader.reconnects:
+            return
+        seen = self.reader.reconnects
+        mark = await self.reader.restore_mark()
+        if mark is not None and self.projection.follow_restore(mark):
+            self.refolds += 1
+            log.warning(
+                "the stream was restored from a backup: folding the projection again from the start",
+                restored_at=mark.restored_at,
+                restored_last_seq=mark.last_seq,
+            )
+        self._checked_at = seen
 
     async def fold_once(self) -> int:
         """Read one batch after the position and fold it; the number of messages read (0: at the end)."""
         async with self.lock:
-            batch = await self.reader.fetch(self.projection.last_seq() + 1)
+            try:
+                await self._follow_restores()
+                batch = await self.reader.fetch(self.projection.last_seq() + 1)
+            except BaseException:
+                self._checked_at = None  # the stream may be another now: read its mark again first
+                raise
             self.pending = batch.pending
             if not batch.messages:
+                # At the end, or past the end of a stream restored meanwhile without a reconnect
+                # (the operator deleted and restored it): read the mark again before folding on.
+                self._checked_at = None
                 return 0
             self.projection.apply_many([(m.data, m.seq, m.stored_at) for m in batch.messages])
             if self.on_folded is not None:
@@ -103,6 +139,9 @@ class ProjectionFeed:
         """Fold everything the stream holds now; the number of messages folded."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        async with self.lock:
+            self._checked_at = None  # asked to catch up: always with the stream as it is now
+            await self._follow_restores()
         target = await self.reader.last_seq()
         total = 0
         while self.projection.last_seq() < target:

@@ -56,6 +56,7 @@ from xregion.envelope import Envelope
 from xregion.errors import XRegionError
 from xregion.lifecycle import LIFECYCLES, ReferralState
 from xregion.regions import BROADCAST
+from xregion.runtime.restores import RestoreMark
 from xregion.runtime.store import Store
 from xregion.subjects import parse as parse_subject
 
@@ -465,6 +466,26 @@ class Projection:
             self.apply_many(chunk)
             count += len(chunk)
         return count
+
+    def follow_restore(self, mark: RestoreMark) -> bool:
+        """Take note of the stream's restore from a backup (:mod:`xregion.runtime.restores`),
+        once per restore: a projection that had folded beyond the backup's end is emptied, to
+        be folded again from the start (what the restored stream holds, then the events the
+        adapters re-publish). True if it was emptied."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'restored_at'").fetchone()
+            if row is not None and row[0] == mark.restored_at:
+                return False
+            emptied = mark.last_seq < self.last_seq()
+            if emptied:
+                for table in PROJECTED_TABLES:
+                    db.execute(f"DELETE FROM {table}")
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('restored_at', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (mark.restored_at,),
+            )
+        return emptied
 
     def reset(self) -> None:
         """Empty every projected table (the start of a rebuild)."""

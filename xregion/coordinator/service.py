@@ -121,7 +121,18 @@ class Coordinator:
         self.js = self.nc.jetstream()
         self.reader = await StreamReader(self.nc, self.settings.stream, batch=self.batch).open()
         self.feed = ProjectionFeed(self.projection, self.reader, on_folded=_count_events)
-        self.relay = Relay(self.store, self.nc, self.js, self.settings.stream)
+        self.relay = Relay(self.store, self.nc, self.js, self.settings.stream, check_stream=self._apply_restore)
+
+    async def _apply_restore(self) -> None:
+        """Before the relay publishes on a new connection: a stream restored from a backup
+        lost the escalations acknowledged after it; they go out again (:mod:`xregion.runtime.restores`)."""
+        assert self.reader is not None, "connect() first"
+        mark = await self.reader.restore_mark()
+        repair = await self.store.apply_restore(mark) if mark is not None else None
+        if repair is not None and repair.republish:
+            log.warning(
+                "the stream was restored from a backup: re-publishing the escalations it lost", **repair.to_log()
+            )
 
     async def start(self) -> None:
         """Connect, then fold, relay and escalate in the background."""

@@ -38,6 +38,7 @@ from typing import Any
 
 from xregion.errors import BackupError
 from xregion.permissions import BusNames
+from xregion.runtime.restores import RestoreMark
 from xregion.runtime.settings import RuntimeSettings
 
 DATA_FILE = "stream.tar.s2"
@@ -206,9 +207,13 @@ async def restore_stream(nc: Any, directory: Path) -> dict[str, Any]:
 
 
 async def _send(nc: Any, directory: Path, backup: StreamBackup) -> dict[str, Any]:
-    """Restore ``backup`` (already checked) from ``directory``."""
+    """Restore ``backup`` (already checked) from ``directory``, its configuration carrying the
+    restore mark (:mod:`xregion.runtime.restores`): readers learn from the stream itself, the
+    moment it exists again, which of the events they remember it no longer holds."""
     stream = backup.stream
-    request = {"config": backup.config, "state": backup.state}
+    mark = RestoreMark(datetime.now(UTC).isoformat(), int(backup.state.get("last_seq", backup.last_seq)))
+    config = {**backup.config, "metadata": {**(backup.config.get("metadata") or {}), **mark.metadata()}}
+    request = {"config": config, "state": backup.state}
     payload = json.dumps(request).encode()
     answer = await _request(nc, f"{API}.RESTORE.{stream}", payload, "restore", stream, REPLY_TIMEOUT_S)
     deliver = answer.get("deliver_subject")
@@ -217,7 +222,13 @@ async def _send(nc: Any, directory: Path, backup: StreamBackup) -> dict[str, Any
     with (directory / DATA_FILE).open("rb") as data:
         while chunk := data.read(CHUNK_BYTES):
             await _request(nc, deliver, chunk, "restore", stream, REPLY_TIMEOUT_S)
-    return await _request(nc, deliver, b"", "restore", stream, max(REPLY_TIMEOUT_S, backup.size / 20e6))
+    info = await _request(nc, deliver, b"", "restore", stream, max(REPLY_TIMEOUT_S, backup.size / 20e6))
+    restored_last = int((info.get("state") or {}).get("last_seq", mark.last_seq))
+    if restored_last != mark.last_seq:  # the snapshot held another end than its description: the stream's word
+        mark = RestoreMark(mark.restored_at, restored_last)
+        config = {**info.get("config", config), "metadata": {**(config.get("metadata") or {}), **mark.metadata()}}
+        info = await _request(nc, f"{API}.UPDATE.{stream}", json.dumps(config).encode(), "restore", stream, 30.0)
+    return info
 
 
 def bus_streams(settings: RuntimeSettings, regions: Iterable[str]) -> tuple[str, ...]:

@@ -237,8 +237,12 @@ class Consumer:
         batch: int = 64,
         alerts: SecurityAlerts | None = None,
         sealing: FieldSealing | None = None,
+        check_stream: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.region = region
+        self.check_stream = check_stream
+        """Applies a restore of the stream to the store (:mod:`xregion.runtime.restores`):
+        asked before an event already seen at another stream sequence is called a replay."""
         self.js = js
         self.store = store
         self.rosters = roster if isinstance(roster, LiveRoster) else LiveRoster(roster)
@@ -427,6 +431,8 @@ class Consumer:
                 await self._dead_letter(exc, msg, envelope.id, bound, security=True)
                 return "term"
         seen_at = await self.store.lookup(lambda db: Store.inbox_stream_seq(db, envelope.id))
+        if seen_at not in (None, stream_seq, 0) and await self._restore_applied():
+            seen_at = await self.store.lookup(lambda db: Store.inbox_stream_seq(db, envelope.id))
         if seen_at in (stream_seq, 0):
             log.info("duplicate delivery ignored", **bound)
             return "ack"
@@ -559,6 +565,9 @@ class Consumer:
                 keyid=envelope.keyid,
             )
         stream_seq = msg.metadata.sequence.stream
+        if row[1] is not None and row[1] != stream_seq and await self._restore_applied():
+            row = await self.store.lookup(lambda db: Store.outbox_record(db, envelope.id))
+            assert row is not None  # a restore makes the outbox forget positions, never rows
         if row[1] is not None and row[1] != stream_seq:
             raise ChainReplay(
                 f"{self.region}'s own event {envelope.id} was published as stream message {row[1]}; "
@@ -569,6 +578,14 @@ class Consumer:
                 origin=self.region,
             )
         return "ack"
+
+    async def _restore_applied(self) -> bool:
+        """Have the stream's restore mark applied (a copy at a new sequence may be a
+        re-publication after a restore, not a replay); True if the check ran."""
+        if self.check_stream is None:
+            return False
+        await self.check_stream()
+        return True
 
     async def _earlier_outstanding(self) -> bool:
         """Are messages other than the ones this batch holds still unacknowledged?

@@ -18,6 +18,11 @@ an outage of any length delays events, never loses, duplicates or reorders them.
 without ``allow_atomic`` (an older server or an operator's stream) is served one event at a
 time, with a warning. The relay sleeps when the outbox is empty and wakes when a submission
 commits.
+
+Before its first publish and again after every reconnect the relay has the stream checked
+(``check_stream``: the adapter applies a restore mark, :mod:`xregion.runtime.restores`), and
+it publishes nothing while disconnected: a broker restored from a backup while the relay
+waited gets the events it lost re-published first, then the newer ones, in origin order.
 """
 
 from __future__ import annotations
@@ -32,7 +37,14 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_never,
+    wait_exponential_jitter,
+)
 
 from xregion.runtime.store import OutboxRow, Store
 
@@ -47,6 +59,11 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 ATOMIC_DISABLED = 10174
 """JetStream error code: the stream does not allow atomic batches."""
+
+
+class Reconnected(Exception):
+    """The connection was re-established since the stream was last checked: stop publishing
+    this run and have the stream checked first."""
 
 
 class BatchRefused(Exception):
@@ -102,6 +119,7 @@ class Relay:
         atomic: bool = True,
         max_backoff_s: float = 5.0,
         on_published: Callable[[OutboxRow, PubAck], Awaitable[None]] | None = None,
+        check_stream: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.js = js
@@ -117,14 +135,42 @@ class Relay:
         self.published = 0
         self.atomic_batches = 0
         """Batches stored atomically (the rest went one event at a time)."""
+        self.check_stream = check_stream
+        """Run before the first publish and after each reconnect (it may make outbox rows
+        pending again); an error in it delays publishing, it never skips the check."""
+        self._checked_at: int | None = None
+        """The connection's reconnect count when the stream was last checked."""
 
     def notify(self) -> None:
         """A submission committed: there is work."""
         self.wake.set()
 
+    def _reconnects(self) -> int:
+        return int(self.nc.stats.get("reconnects", 0))
+
+    def _stale(self) -> bool:
+        """Has the connection been re-established since the stream was checked?"""
+        return self.check_stream is not None and self._checked_at != self._reconnects()
+
+    async def _checked(self) -> None:
+        """Until the stream has been checked on the current connection."""
+        while self._stale():
+            seen = self._reconnects()
+            try:
+                assert self.check_stream is not None
+                await self.check_stream()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. the stream being restored: publish nothing yet
+                log.warning("stream check failed; publishing waits for it", error=type(exc).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            self._checked_at = seen
+
     async def run(self) -> None:
         while True:
             self.wake.clear()
+            await self._checked()
             rows = await self.store.pending(self.batch)
             if not rows:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
@@ -133,14 +179,19 @@ class Relay:
                     async with asyncio.timeout(IDLE_RECHECK_S):
                         await self.wake.wait()
                 continue
-            for run in batches(rows, self.batch):
-                await self._drain(run)
+            try:
+                for run in batches(rows, self.batch):
+                    await self._drain(run)
+            except Reconnected:
+                log.info("reconnected: the stream is checked before publishing on")
 
     async def _drain(self, rows: list[OutboxRow]) -> None:
         """Publish ``rows`` (as one atomic batch if it can) and record their acknowledgements."""
         acks: list[tuple[OutboxRow, PubAck]] = []
+        if self._stale():
+            raise Reconnected
         try:
-            if self.atomic and len(rows) > 1:
+            if self.atomic and len(rows) > 1 and self.nc.is_connected:
                 with contextlib.suppress(_FallBack):
                     acks = await self._publish_atomic(rows)
             for row in rows[len(acks) :]:
@@ -159,10 +210,14 @@ class Relay:
         last = len(rows)
         try:
             for n, row in enumerate(rows[:-1], start=1):
+                if not self.nc.is_connected:  # never leave a batch in nats-py's reconnect buffer
+                    raise ConnectionError("not connected")
                 await self.nc.publish(row.subject, row.payload, headers=self._headers(row, batch_id, n))
             final = rows[-1]
             headers = self._headers(final, batch_id, last)
             headers["Nats-Batch-Commit"] = "1"
+            if not self.nc.is_connected:
+                raise ConnectionError("not connected")
             reply = await self.nc.request(final.subject, final.payload, timeout=PUBLISH_TIMEOUT_S, headers=headers)
             answer = json.loads(reply.data)
             if "error" in answer:
@@ -203,7 +258,7 @@ class Relay:
     async def publish(self, row: OutboxRow) -> PubAck:
         """Publish one event, retrying until JetStream acknowledged it (or a copy of it)."""
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(Exception),
+            retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(Reconnected),
             wait=wait_exponential_jitter(multiplier=0.05, max=self.max_backoff_s, jitter=0.2),
             stop=stop_never,
             before_sleep=_log_retry,
@@ -211,6 +266,11 @@ class Relay:
         )
         async for attempt in retrying:
             with attempt:
+                if self._stale():
+                    raise Reconnected
+                if not self.nc.is_connected:
+                    # nats-py would buffer it and send it on reconnecting, before the stream is checked.
+                    raise ConnectionError("not connected")
                 return await self.js.publish(
                     row.subject,
                     row.payload,

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from xregion.chain import GENESIS, ChainHead
 from xregion.lifecycle import ReferralState
+from xregion.runtime.restores import RestoreMark, RestoreRepair
 from xregion.signing import event_hash
 
 T = TypeVar("T")
@@ -103,6 +104,13 @@ CREATE TABLE IF NOT EXISTS history (
     state_after TEXT NOT NULL,
     PRIMARY KEY (referral_id, position)
 );
+CREATE TABLE IF NOT EXISTS restores (
+    restored_at  TEXT PRIMARY KEY,
+    last_seq     INTEGER NOT NULL,
+    applied_at   TEXT NOT NULL,
+    republish    INTEGER NOT NULL,
+    unpositioned INTEGER NOT NULL
+);
 """
 
 MIGRATIONS = {
@@ -130,19 +138,6 @@ class OutboxRow:
     event_id: str
     subject: str
     payload: bytes
-
-
-@dataclass(frozen=True)
-class LostPublications:
-    """This outbox's events that JetStream acknowledged at stream sequences beyond where the
-    stream now ends (it was restored from an older backup): no longer in the stream."""
-
-    count: int = 0
-    first_seq: int | None = None
-    """Origin sequence of the first of them."""
-    last_seq: int | None = None
-    last_stream_seq: int | None = None
-    """The highest stream sequence they had."""
 
 
 @dataclass(frozen=True)
@@ -291,14 +286,29 @@ class Store:
             lambda db: db.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()[0]
         )
 
-    async def published_beyond(self, stream_seq: int) -> LostPublications:
-        """The events acknowledged at stream sequences above ``stream_seq`` (the stream's last)."""
-        row = await self.read(
-            lambda db: db.execute(
-                "SELECT count(*), min(seq), max(seq), max(stream_seq) FROM outbox WHERE stream_seq > ?", (stream_seq,)
-            ).fetchone()
+    async def apply_restore(self, mark: RestoreMark) -> RestoreRepair | None:
+        """Make this store agree with a stream restored from a backup ending at
+        ``mark.last_seq`` (:mod:`xregion.runtime.restores`), once per restore: outbox events
+        acknowledged beyond it pending again (the relay re-publishes them, oldest first), handled
+        events beyond it without a stream position (their copies are then duplicates).
+        ``None`` if this restore was applied already."""
+        async with self.transaction() as tx:
+            return await tx.run(lambda db: self._apply_restore(db, mark))
+
+    @staticmethod
+    def _apply_restore(db: sqlite3.Connection, mark: RestoreMark) -> RestoreRepair | None:
+        if db.execute("SELECT 1 FROM restores WHERE restored_at = ?", (mark.restored_at,)).fetchone():
+            return None
+        count, first, last = db.execute(
+            "SELECT count(*), min(seq), max(seq) FROM outbox WHERE stream_seq > ?", (mark.last_seq,)
+        ).fetchone()
+        db.execute("UPDATE outbox SET published_at = NULL, stream_seq = NULL WHERE stream_seq > ?", (mark.last_seq,))
+        unpositioned = db.execute("UPDATE inbox SET stream_seq = 0 WHERE stream_seq > ?", (mark.last_seq,)).rowcount
+        db.execute(
+            "INSERT INTO restores (restored_at, last_seq, applied_at, republish, unpositioned) VALUES (?,?,?,?,?)",
+            (mark.restored_at, mark.last_seq, now_iso(), count, unpositioned),
         )
-        return LostPublications(*row)
+        return RestoreRepair(mark, count, first, last, unpositioned)
 
     async def mark_published(self, acks: list[tuple[int, int]]) -> None:
         """``acks``: (outbox seq, JetStream stream sequence) pairs."""

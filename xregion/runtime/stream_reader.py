@@ -40,6 +40,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
 from xregion.errors import XRegionError
+from xregion.runtime.restores import RestoreMark
 
 DIRECT_GET = "$JS.API.DIRECT.GET.{stream}"
 DEFAULT_BATCH = 500
@@ -274,6 +275,20 @@ class StreamReader:
 
     async def bounds(self) -> tuple[int, int, int]:
         """(first seq, last seq, messages) of the stream now."""
+        state = (await self._info()).state
+        return int(state.first_seq or 0), int(state.last_seq or 0), int(state.messages or 0)
+
+    async def restore_mark(self) -> RestoreMark | None:
+        """The mark of the stream's last restore from a backup, if it was restored
+        (:mod:`xregion.runtime.restores`)."""
+        return RestoreMark.of((await self._info()).config.metadata)
+
+    @property
+    def reconnects(self) -> int:
+        """How often the connection was re-established (a new server may hold another stream)."""
+        return int(self.nc.stats.get("reconnects", 0))
+
+    async def _info(self) -> Any:
         try:
             info = await self.nc.jetstream().stream_info(self.stream)
         except NotFoundError:
@@ -284,8 +299,7 @@ class StreamReader:
                 f"this identity publish $JS.API.STREAM.INFO.{self.stream}?",
                 stream=self.stream,
             ) from None
-        state = info.state
-        return int(state.first_seq or 0), int(state.last_seq or 0), int(state.messages or 0)
+        return info
 
 
 __all__ = [

@@ -226,6 +226,7 @@ async def ensure_stream(
     if update and declare:
         merged = wanted
         merged.subjects = sorted(set(info.config.subjects or []) | set(wanted.subjects or []))
+        merged.metadata = info.config.metadata  # a restore mark among them (xregion.runtime.restores)
         await _declare(what, js.update_stream(merged))
         report.updated.append(f"stream {wanted.name}: " + "; ".join(diffs))
     else:

@@ -30,6 +30,7 @@ REASON_CODES: frozenset[str] = frozenset(
         "duplicate_member",
         "duplicate_referral",
         "error",
+        "gateway_unauthenticated",
         "handler_failed",
         "handling_restricted",
         "idempotency_conflict",

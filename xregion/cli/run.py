@@ -370,7 +370,10 @@ def adapter_run(
     metrics_host: Annotated[str, typer.Option(help="Listen address of --metrics-port.")] = "127.0.0.1",
     http: Annotated[
         str | None,
-        typer.Option(help="Serve the HTTP gateway on HOST:PORT (e.g. :8081); token from XREGION_HTTP_TOKEN."),
+        typer.Option(
+            help="Serve the HTTP gateway on HOST:PORT (e.g. :8081); token from XREGION_HTTP_TOKEN. Refused "
+            "without XREGION_HTTP_TOKEN or --http-client-ca unless --http-open-without-authentication."
+        ),
     ] = None,
     webhook_url: Annotated[
         str | None,
@@ -382,6 +385,14 @@ def adapter_run(
     http_client_ca: Annotated[
         Path | None, typer.Option(help="Mutual TLS: require client certificates issued by this CA.")
     ] = None,
+    http_open_without_authentication: Annotated[
+        bool,
+        typer.Option(
+            "--http-open-without-authentication",
+            help="DEVELOPMENT ONLY: serve --http with neither XREGION_HTTP_TOKEN nor --http-client-ca; "
+            "anyone who reaches the port submits events as the region.",
+        ),
+    ] = False,
     sql_bridge: Annotated[
         str | None,
         typer.Option(help="Bridge xregion_outbox/xregion_inbox tables: postgresql://... or an SQLite file."),
@@ -415,14 +426,19 @@ def adapter_run(
     if http:
         from xregion.gateway.server import Gateway
 
-        gateway = Gateway(
-            webhook_url=webhook_url,
-            max_attempts=webhook_attempts,
-            inner=kwargs.get("handler"),
-            tls_cert=http_tls_cert,
-            tls_key=http_tls_key,
-            client_ca=http_client_ca,
-        )
+        try:
+            gateway = Gateway(
+                webhook_url=webhook_url,
+                max_attempts=webhook_attempts,
+                inner=kwargs.get("handler"),
+                tls_cert=http_tls_cert,
+                tls_key=http_tls_key,
+                client_ca=http_client_ca,
+                open_without_authentication=http_open_without_authentication,
+            )
+        except XRegionError as exc:  # no authentication, mutual TLS without a certificate
+            console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False)
+            raise typer.Exit(2) from None
         kwargs["handler"] = gateway.handler
     try:
         adapter = Adapter.from_keys_dir(region, keys_dir, **kwargs)

@@ -24,6 +24,16 @@ log = structlog.get_logger("xregion.gateway")
 
 TOKEN_ENV = "XREGION_HTTP_TOKEN"
 SECRET_ENV = "XREGION_WEBHOOK_SECRET"
+OPEN_FLAG = "--http-open-without-authentication"
+
+
+class GatewayUnauthenticated(ConfigError):
+    """The HTTP gateway was asked to run with no way to authenticate its clients (no bearer
+    token, no client CA for mutual TLS) and was not explicitly told to run open: anyone who
+    reaches its port could submit events signed as the region. Refused before the adapter
+    starts."""
+
+    code = "gateway_unauthenticated"
 
 
 class _Server(uvicorn.Server):
@@ -54,11 +64,25 @@ class Gateway:
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
         client_ca: Path | None = None,
+        open_without_authentication: bool = False,
     ) -> None:
         """``tls_cert``/``tls_key``: serve HTTPS; with ``client_ca`` as well, mutual TLS — only
         clients with a certificate issued by that CA get through the handshake (the bearer
-        token, if set, is required on top)."""
-        self.token = token if token is not None else os.environ.get(TOKEN_ENV)
+        token, if set, is required on top).
+
+        ``token`` (default: ``XREGION_HTTP_TOKEN``; empty counts as unset) or ``client_ca`` is
+        required: without either the gateway raises :class:`GatewayUnauthenticated`, unless
+        ``open_without_authentication`` (development only: anyone who reaches the port submits
+        events as the region)."""
+        self.token = (token if token is not None else os.environ.get(TOKEN_ENV)) or None
+        self.open_without_authentication = open_without_authentication
+        if self.token is None and client_ca is None and not open_without_authentication:
+            raise GatewayUnauthenticated(
+                "the HTTP gateway has no authentication and would accept requests from anyone: "
+                f"set {TOKEN_ENV} (a bearer token), or require client certificates with --http-client-ca "
+                f"(mutual TLS, with --http-tls-cert/--http-tls-key), or pass {OPEN_FLAG} "
+                "(development only)"
+            )
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret if webhook_secret is not None else os.environ.get(SECRET_ENV, "")
         self.max_attempts = max_attempts
@@ -82,7 +106,11 @@ class Gateway:
         await ensure_idempotency(adapter.store)
         await webhooks.ensure_schema(adapter.store)
         if self.token is None and self.client_ca is None:
-            log.warning("HTTP gateway without authentication: set XREGION_HTTP_TOKEN", region=adapter.region)
+            log.warning(
+                f"HTTP gateway WITHOUT AUTHENTICATION ({OPEN_FLAG}): anyone who reaches it submits events "
+                f"as this region; development only, set {TOKEN_ENV} or --http-client-ca",
+                region=adapter.region,
+            )
         if self.webhook_url:
             self.dispatcher = webhooks.Dispatcher(
                 adapter.store,

@@ -1,21 +1,24 @@
 """The HTTP gateway's safe defaults: it refuses to run without authentication unless told
-to run open (development only)."""
+to run open (development only), and its API documentation needs no network but the
+gateway itself (agencies' networks are offline)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
 
 from tests.bus import Bus, eventually
-from xregion.gateway.server import TOKEN_ENV
+from xregion.gateway.server import TOKEN_ENV, Gateway
 from xregion.keys import init_keys
 from xregion.ops.server import free_port
 
@@ -111,3 +114,33 @@ async def test_cli_serves_open_only_when_told_to_and_says_so(bus: Bus, tmp_path:
         r for r in map(json.loads, filter(None, out.splitlines())) if "WITHOUT AUTHENTICATION" in r.get("event", "")
     ]
     assert warnings and warnings[0]["level"] == "warning" and warnings[0]["region"] == "BJ", out[-2000:]
+
+
+ASSET = re.compile(r"""(?:\bsrc|\bhref|\bspec-url)\s*=\s*["']([^"']+)["']|\burl\s*:\s*["']([^"']+)["']""")
+ABSOLUTE = re.compile(r"""(?:[a-z][a-z0-9+.-]*:)?//[^\s"'<>()]+""", re.IGNORECASE)
+
+
+async def test_docs_pages_need_nothing_but_the_gateway(bus: Bus) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` reference only assets the gateway serves itself."""
+    gateway = Gateway(token="bj-token", webhook_url=None)
+    await bus.start("BJ", handler=gateway.handler)
+    await gateway.start(bus.adapters["BJ"], port=0)
+    try:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=10.0) as client:
+            for page in ("/docs", "/redoc"):
+                got = await client.get(page)
+                assert got.status_code == 200 and got.headers["content-type"].startswith("text/html"), page
+                html = got.text
+                for link in ABSOLUTE.findall(html):
+                    assert urlsplit(link).netloc == urlsplit(gateway.url).netloc, (page, link)
+                assets = {a or b for a, b in ASSET.findall(html)}
+                assert any(a.endswith(".js") for a in assets), (page, assets)
+                assert "/openapi.json" in assets, (page, assets)
+                for asset in assets:
+                    target = urljoin(f"{gateway.url}{page}", asset)
+                    assert urlsplit(target).netloc == urlsplit(gateway.url).netloc, (page, asset)
+                    fetched = await client.get(target)
+                    assert fetched.status_code == 200, (page, asset, fetched.status_code)
+                    assert fetched.content, (page, asset)
+    finally:
+        await gateway.stop()

@@ -4,6 +4,10 @@ Errors are RFC 9457 problem details (``application/problem+json``) whose ``type`
 ``urn:xregion:error:<code>`` with the stable codes of :mod:`xregion.errors`, and whose
 ``errors`` name the failing fields. The OpenAPI document (``schemas/openapi.json``) is
 generated from this application.
+
+``/docs`` (Swagger UI) and ``/redoc`` load their scripts and styles from the gateway itself
+(:data:`DOCS_ASSETS`, shipped by ``fastapi-offline``), never from a CDN: agencies' networks
+are offline.
 """
 
 import hmac
@@ -15,6 +19,7 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xregion.adapter.client import RegionClient
@@ -34,6 +39,8 @@ from xregion.lifecycle import ReferralState
 from xregion.runtime.store import Store
 
 PROBLEM = "application/problem+json"
+DOCS_ASSETS = "/docs-assets"
+"""Where the documentation pages' scripts, styles and icon are served."""
 TYPE_PREFIX = "urn:xregion:error:"
 TITLES = {
     400: "Bad request",
@@ -185,7 +192,9 @@ def create_app(state: GatewayState | None = None) -> FastAPI:
     """The gateway application (``state`` None: for the OpenAPI document only)."""
     from xregion.contracts.catalog import CATALOG
 
-    app = FastAPI(
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
         title="xregion regional HTTP gateway",
         version="1.0.0",
         description="Submit events of every v1 family to the bus through your region's adapter, read your "

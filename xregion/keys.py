@@ -78,12 +78,28 @@ def load_signer(keys_dir: Path, party: str) -> Signer:
 
 
 def load_signer_file(path: Path, party: str) -> Signer:
-    """The signer in the key file ``path`` (written by :func:`write_private_key`)."""
+    """The signer in the key file ``path`` (written by :func:`write_private_key`).
+
+    The file is one JSON object: ``party``, ``key_id``, ``seed`` (standard base64 with padding
+    of the 32-byte Ed25519 seed) and ``note``. ``party`` and ``key_id``, when present, must be
+    ``party`` and the key id derived from the seed: a file of another party, or one whose
+    seed was edited, is refused rather than signing under a key id the roster does not match.
+    """
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return Signer.from_seed(party, base64.b64decode(raw["seed"], validate=True))
-    except (OSError, ValueError, KeyError) as exc:
+        seed = base64.b64decode(raw["seed"], validate=True)
+        if len(seed) != 32:
+            raise ValueError(f"the seed has {len(seed)} bytes, not 32")
+        signer = Signer.from_seed(party, seed)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot load the private key of {party} from {path}: {exc}") from None
+    if raw.get("party", party) != party:
+        raise ConfigError(f"{path} holds a private key of {raw.get('party')!r}, not of {party}", party=party)
+    if raw.get("key_id", signer.key_id) != signer.key_id:
+        raise ConfigError(
+            f"{path} names the key {raw.get('key_id')!r} but its seed is the key {signer.key_id}", party=party
+        )
+    return signer
 
 
 def load_roster(keys_dir: Path) -> KeyRoster:

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,8 @@ from tests.support import RECIPE, recipe_blocks
 from xregion.codec import decode, encode
 from xregion.config import load_config
 from xregion.envelope import GENESIS_HASH
-from xregion.errors import BadSignature
+from xregion.errors import BadSignature, ConfigError, KeyRevoked
+from xregion.keys import load_signer_file
 from xregion.signing import (
     KeyRoster,
     RosterKey,
@@ -41,6 +43,8 @@ EXPECTED_BLOCKS = {
     "signature",
     "event",
     "event-hash",
+    "key-file",
+    "roster",
 }
 
 
@@ -150,3 +154,65 @@ def test_reformatting_the_documented_event_breaks_its_signature() -> None:
     roster.verify(escaped, "BJ", at)
     with pytest.raises(BadSignature, match=block("key-id")):
         roster.verify(same_instant, "BJ", at)
+
+
+# --- §5: key ids, key files and the roster ------------------------------------------------------
+
+
+def test_key_id_is_derived_from_the_seed_exactly_as_documented() -> None:
+    """§5's three steps with nothing but hashlib and an Ed25519 library."""
+    public = bytes(SigningKey(bytes.fromhex(block("seed"))).verify_key)  # the key the seed derives
+    digest = hashlib.sha256(public).hexdigest()  # SHA-256 of the 32 raw bytes, lower-case hex
+    assert len(public) == 32 and digest == digest.lower()
+    assert "BJ" + ":" + digest[:16] == block("key-id")
+    section = RECIPE.read_text(encoding="utf-8").split("## 5.", 1)[1].split("## 6.", 1)[0]
+    assert f"`{block('public-key')}`" in section and f"`{digest[:20]}…`" in section
+    assert f"`{block('key-id')}`" in section
+    assert key_id_for("BJ", documented_signer().verify_key) == block("key-id")
+
+
+def test_documented_key_file_is_the_seed_and_the_adapter_loads_it(tmp_path: Path) -> None:
+    raw = json.loads(block("key-file"))
+    assert set(raw) == {"party", "key_id", "seed", "note"}
+    assert len(raw["seed"]) == 44 and raw["seed"].endswith("=")
+    assert base64.b64decode(raw["seed"], validate=True) == bytes.fromhex(block("seed"))
+    assert (raw["party"], raw["key_id"]) == ("BJ", block("key-id"))
+    path = tmp_path / "BJ.key"
+    path.write_text(block("key-file"), encoding="utf-8")
+    assert load_signer_file(path, "BJ").key_id == block("key-id")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"party": "TJ"}, "holds a private key of 'TJ', not of BJ"),
+        ({"key_id": "BJ:0000000000000000"}, "its seed is the key BJ:9fe888a4c9e95064"),
+        ({"seed": base64.b64encode(b"x" * 31).decode()}, "31 bytes, not 32"),
+        ({"seed": "not base64!"}, "cannot load the private key"),
+    ],
+)
+def test_a_key_file_that_disagrees_with_its_seed_is_refused(
+    tmp_path: Path, change: dict[str, str], message: str
+) -> None:
+    path = tmp_path / "BJ.key"
+    path.write_text(json.dumps({**json.loads(block("key-file")), **change}), encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_signer_file(path, "BJ")
+
+
+def test_documented_roster_file_loads_and_verifies_the_example(tmp_path: Path) -> None:
+    path = tmp_path / "roster.json"
+    path.write_text(block("roster"), encoding="utf-8")
+    roster = KeyRoster.load(path)
+    [key] = list(roster)
+    assert key.key_id == "BJ:" + hashlib.sha256(key.public_key).hexdigest()[:16] == block("key-id")
+    assert base64.b64encode(key.public_key).decode() == block("public-key")
+    assert json.loads(block("roster")) == roster.to_json()  # every member as documented, no other
+    event = documented_event()
+    at = datetime(2026, 11, 25, 6, 30, tzinfo=UTC)
+    assert roster.verify(event, "BJ", at).key_id == block("key-id")
+    with pytest.raises(KeyRevoked):  # the documented revocation
+        roster.verify(event, "BJ", datetime(2026, 11, 28, tzinfo=UTC))
+    path.write_text(block("roster").replace("+00:00", ""), encoding="utf-8")
+    with pytest.raises(ConfigError, match="UTC offset"):
+        KeyRoster.load(path)

@@ -51,6 +51,7 @@ from xregion.chain import ChainHead, ChainTracker
 from xregion.codec import DecodedEvent, check_subject, decode_dict, step_of
 from xregion.config import BusConfig, load_config
 from xregion.contracts.catalog import CATALOG, Catalog
+from xregion.coordinator import waitlog
 from xregion.coordinator.calendar import BEIJING, DayCalendar, WorkingCalendar, beijing_today
 from xregion.envelope import Envelope
 from xregion.errors import XRegionError
@@ -123,7 +124,7 @@ CREATE TABLE IF NOT EXISTS escalations (
 CREATE INDEX IF NOT EXISTS escalations_referral ON escalations (referral_id);
 """
 
-PROJECTED_TABLES = ("meta", "referrals", "timeline", "chains", "anomalies", "escalations")
+PROJECTED_TABLES = ("meta", "referrals", "timeline", "chains", "anomalies", "escalations", waitlog.TABLE)
 
 
 def _iso(day: date | None) -> str | None:
@@ -377,7 +378,11 @@ class Projection:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.executescript(SCHEMA)
+            upgrade = not waitlog.table_exists(db)
+            db.executescript(SCHEMA + waitlog.SCHEMA)
+            if upgrade:  # a store folded before the wait log existed: fold it again from the start
+                for table in PROJECTED_TABLES:
+                    db.execute(f"DELETE FROM {table}")
             self._db = db
         return self
 
@@ -537,6 +542,7 @@ class Projection:
             self._timeline(db, event, seq, stored_at, self._position(previous, env.sender), exc.code)
             return env.subject
         clocks = self._clocks(db, previous, state, event)
+        waitlog.record(db, state.referral_id, self._stored_clocks(db, state.referral_id), clocks, seq)
         self._save(db, state, previous, seq, stored_at, clocks)
         self._timeline(db, event, seq, stored_at, self._position(state, env.sender), None)
         return env.subject

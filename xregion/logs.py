@@ -6,7 +6,7 @@ processor replaces configured keys wherever they occur, and the runtime never lo
 ``data`` in the first place (on the bus the personal data is sealed anyway, see
 :mod:`xregion.sealing`).
 
-The redacted keys are :data:`DEFAULT_SENSITIVE` (every ``x-sensitive`` field name of the
+The redacted keys are :data:`DEFAULT_SENSITIVE` (every personal-data field name of the
 contract, and the containers that hold them) plus those named in the environment variable
 ``XREGION_LOG_REDACT`` (comma-separated), or exactly the ``sensitive`` keys given to
 :func:`configure_logging`.

@@ -1,7 +1,9 @@
-"""Sealing personal data end to end: ``x-sensitive`` fields encrypted to the addressee region.
+"""Sealing personal data end to end: personal-data fields encrypted to the addressee region.
 
-Every field whose JSON Schema carries ``x-sensitive: true`` (names, addresses and contacts of
-the entities in a payload) travels sealed::
+Every field whose JSON Schema admits a sealed value — an alternative that is a ``$ref`` to the
+``Sealed`` definition (``#/$defs/Sealed`` in ``schemas/v1/``, ``#/components/schemas/Sealed``
+in the AsyncAPI and OpenAPI documents) — holds personal data (names, addresses and contacts of
+the entities in a payload) and travels sealed::
 
     "name": {"sealed": {"TJ:1a2b3c4d5e6f7a8b": "<base64 sealed box>", ...}}
 
@@ -52,7 +54,10 @@ from xregion.errors import ConfigError, SchemaInvalid, UnsealFailed
 from xregion.signing import KeyRoster, RosterKey, Signer
 
 SEALED = "sealed"
-SENSITIVE_MARK = "x-sensitive"
+SEALED_TYPE = "Sealed"
+"""Name of the sealed value's schema definition: a field whose schema refers to it (one
+alternative of its ``anyOf``) is personal data. The one marker: plain JSON Schema, which every
+validator loads in its strictest mode, unlike a custom keyword."""
 ANY_ITEM = "*"
 
 FieldPath = tuple[str, ...]
@@ -71,16 +76,25 @@ def _resolve(node: Any, defs: Mapping[str, Any]) -> Any:
     return node
 
 
+def refers_to_sealed(node: Any) -> bool:
+    """Whether ``node`` is a ``$ref`` to the sealed value's definition (in any document)."""
+    return (
+        isinstance(node, Mapping)
+        and isinstance(node.get("$ref"), str)
+        and node["$ref"].rsplit("/", 1)[-1] == SEALED_TYPE
+    )
+
+
 def _walk(node: Any, defs: Mapping[str, Any], path: FieldPath, refs: frozenset[str]) -> Iterator[FieldPath]:
+    if refers_to_sealed(node):
+        yield path  # the field this alternative belongs to may be sealed: personal data
+        return
     if isinstance(node, Mapping) and isinstance(node.get("$ref"), str):
         if node["$ref"] in refs:  # its sensitive fields would lie at unbounded depths
             raise ValueError(f"recursive schema at {'.'.join(path)} ({node['$ref']}): sealing needs finite paths")
         refs = refs | {node["$ref"]}
     node = _resolve(node, defs)
     if not isinstance(node, Mapping):
-        return
-    if node.get(SENSITIVE_MARK) is True:
-        yield path
         return
     for keyword in ("anyOf", "oneOf", "allOf"):
         for alternative in node.get(keyword, []) or []:
@@ -92,13 +106,14 @@ def _walk(node: Any, defs: Mapping[str, Any], path: FieldPath, refs: frozenset[s
 
 
 def paths_in_schema(schema: Mapping[str, Any]) -> tuple[FieldPath, ...]:
-    """Every ``x-sensitive`` field of a JSON Schema (local ``$defs`` references followed)."""
+    """Every personal-data field of a JSON Schema: those admitting a ``$ref`` to ``Sealed``
+    (local ``$defs`` references followed)."""
     return tuple(dict.fromkeys(_walk(schema, schema.get("$defs") or {}, (), frozenset())))
 
 
 @cache
 def sensitive_paths(model: type[BaseModel]) -> tuple[FieldPath, ...]:
-    """Every ``x-sensitive`` field of a payload model, from its JSON Schema (the contract)."""
+    """Every personal-data field of a payload model, from its JSON Schema (the contract)."""
     return paths_in_schema(model.model_json_schema())
 
 

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def personal_data() -> set[str]:
-    """Every x-sensitive value of the example payloads: the demo's suspects and blacklisted."""
+    """Every personal-data value of the example payloads: the demo's suspects and blacklisted."""
     values = {
         str(value)
         for kind in CATALOG

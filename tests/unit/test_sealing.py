@@ -1,4 +1,4 @@
-"""Sealed personal data (xregion.sealing): x-sensitive fields encrypted to the addressee.
+"""Sealed personal data (xregion.sealing): personal-data fields encrypted to the addressee.
 
 Round trips, the wrong recipient, tampering (the signature covers the boxes), broadcasts,
 rotation overlaps, and which fields of the contract are sealed at all.
@@ -10,6 +10,7 @@ import base64
 import copy
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +38,7 @@ from xregion.sealing import (
     paths_in_schema,
     plain_fields,
     recipients,
+    refers_to_sealed,
     seal_data,
     sensitive_paths,
     sensitive_values,
@@ -55,7 +57,7 @@ def sealing_of(party: str, roster: KeyRoster = ROSTER, *keys: Signer) -> FieldSe
 
 
 def personal_values(data: Any) -> list[str]:
-    """Every x-sensitive value in an example payload (the demo's personal data)."""
+    """Every personal-data value in an example payload (the demo's personal data)."""
     return [v for _, v in sensitive_values(SUBMITTED, data)]
 
 
@@ -73,16 +75,34 @@ def test_contract_marks_exactly_the_personal_data() -> None:
     assert leaves <= DEFAULT_SENSITIVE
 
 
+def test_personal_data_is_marked_by_standard_json_schema_only() -> None:
+    """The marker is the ``$ref`` to ``Sealed`` (issue 15 item 6): no custom keyword, which a
+    validator in strict mode (Ajv) refuses; the same fields are found in the committed
+    schemas, the AsyncAPI and the OpenAPI documents as in the models."""
+    schemas = Path(__file__).resolve().parents[2] / "schemas"
+    for event_type in CATALOG.versions(1):
+        text = (schemas / "v1" / "data" / f"{event_type.name}.json").read_text(encoding="utf-8")
+        assert '"x-' not in text, event_type.name
+        assert sorted(paths_in_schema(json.loads(text))) == sorted(sensitive_paths(event_type.model)), event_type.name
+    for name in ("asyncapi.json", "openapi.json"):
+        assert '"x-sensitive"' not in (schemas / name).read_text(encoding="utf-8"), name
+    entity = json.loads((schemas / "v1" / "data" / "lead.submitted.json").read_text(encoding="utf-8"))["$defs"]
+    assert refers_to_sealed(entity["Entity"]["properties"]["name"]["anyOf"][1])
+    assert "Personal data" in entity["Entity"]["properties"]["name"]["description"]
+
+
 def test_paths_follow_refs_alternatives_and_items_and_refuse_recursion() -> None:
     schema = {
         "$defs": {
+            "Sealed": {"type": "object"},
             "Node": {
                 "type": "object",
                 "properties": {
-                    "secret": {"type": "string", "x-sensitive": True},
+                    "secret": {"anyOf": [{"type": "string"}, {"$ref": "#/$defs/Sealed"}]},
+                    "plain": {"type": "string", "x-sensitive": True},  # a custom keyword marks nothing
                     "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
                 },
-            }
+            },
         },
         "properties": {"root": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]}},
     }

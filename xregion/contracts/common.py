@@ -2,9 +2,10 @@
 
 Everything here is a pydantic type whose JSON Schema is part of the v1 contract. Text is
 kept exactly as sent (Chinese included): no normalisation, no stripping. Fields holding
-personal data carry ``x-sensitive: true`` in their schema and accept either the plain value
-or a :class:`Sealed` one: adapters seal them to the addressee on the wire
-(:mod:`xregion.sealing`), and logs redact them.
+personal data are :data:`SensitiveText`: their schema accepts either the plain value or a
+:class:`Sealed` one, and that ``$ref`` to ``Sealed`` is the one marker of personal data
+(standard JSON Schema, which every validator loads as it is): adapters seal every such field
+to the addressee on the wire (:mod:`xregion.sealing`), and logs redact them.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from pydantic import (
 
 from xregion.regions import AGENCY_CODE, PARTY_CODE
 from xregion.uscc import validate_uscc
-
-SENSITIVE: dict[str, Any] = {"x-sensitive": True}
 
 
 class Contract(BaseModel):
@@ -125,11 +124,12 @@ AmountCny = Annotated[
 
 
 class Sealed(Contract):
-    """A sensitive value sealed to its recipients (see :mod:`xregion.sealing`).
+    """A personal-data value sealed to its recipients (docs/signing-recipe.md §8).
 
-    ``sealed`` maps each recipient's roster key id to the standard-base64 libsodium sealed
-    box (X25519 + XSalsa20-Poly1305) of the value's UTF-8 JSON text. Only the holder of the
-    recipient key can read it; the signature covers the boxes.
+    Every field whose schema admits this type (a ``$ref`` to ``Sealed``) is personal data and
+    travels sealed; no other field does. ``sealed`` maps each recipient's roster key id to the
+    standard-base64 libsodium sealed box (X25519 + XSalsa20-Poly1305) of the value's UTF-8 JSON
+    text. Only the holder of the recipient key can read it; the signature covers the boxes.
     """
 
     sealed: dict[
@@ -140,9 +140,10 @@ class Sealed(Contract):
 
 SensitiveText = Annotated[
     ShortText | Sealed,
-    Field(json_schema_extra=SENSITIVE),
+    Field(description="Personal data: sealed to the addressee on the bus (docs/signing-recipe.md §8)."),
 ]
-"""Personal data (``x-sensitive``): plain text, or on the wire sealed to the addressee."""
+"""Personal data: plain text, or on the wire sealed to the addressee. Its schema's ``$ref``
+to :class:`Sealed` is what marks the field as personal data (:mod:`xregion.sealing`)."""
 
 
 class Receipt(Contract):

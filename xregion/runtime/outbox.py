@@ -1,10 +1,10 @@
 """Submitting events: validate, seal personal data, take the next place in the origin's
 chain, sign, store.
 
-Sensitive (``x-sensitive``) fields are sealed to the addressee region's keys (every other
-region's, for a broadcast) before signing, so the outbox, the stream and everyone but the
-addressee hold only ciphertext (:mod:`xregion.sealing`); the caller gets the event back
-opened, with its plain payload.
+Personal-data fields (those whose schema admits a sealed value) are sealed to the addressee
+region's keys (every other region's, for a broadcast) before signing, so the outbox, the
+stream and everyone but the addressee hold only ciphertext (:mod:`xregion.sealing`); the
+caller gets the event back opened, with its plain payload.
 
 :meth:`Outbox.submit` does all of it in a store transaction, so an event is either durably
 in the outbox with its sequence number and signature, or nowhere; the caller gets the event

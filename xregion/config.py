@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from xregion.deadlines import DeadlinePolicy
+from xregion.deadlines import DeadlinePolicy, calendar_named
 from xregion.errors import ConfigError
 from xregion.regions import Region, RegionRegistry
 
@@ -54,7 +54,11 @@ def parse_config(raw: dict[str, Any], source: str = "<memory>") -> BusConfig:
     if not isinstance(deadlines_raw, dict):
         raise ConfigError(f"{source}: [deadlines] must be a table")
     deadlines = {k: v for k, v in deadlines_raw.items() if k != "calendar"}
-    return BusConfig(RegionRegistry(regions), DeadlinePolicy(deadlines), source)
+    try:
+        calendar = calendar_named(str(deadlines_raw.get("calendar", "working")))
+    except ValueError as exc:
+        raise ConfigError(f"{source}: [deadlines] {exc}") from None
+    return BusConfig(RegionRegistry(regions), DeadlinePolicy(deadlines, calendar), source)
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> BusConfig:

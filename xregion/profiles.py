@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from xregion.config import BusConfig
-from xregion.deadlines import DeadlinePolicy
 from xregion.errors import ConfigError
 
 PROFILES_ENV = "XREGION_PROFILES"
@@ -77,7 +76,7 @@ class Profile:
 
     def apply(self, config: BusConfig) -> BusConfig:
         """``config`` with this region's default deadlines on top of the bus defaults."""
-        return replace(config, deadlines=DeadlinePolicy({**config.deadlines.days, **self.deadlines}))
+        return replace(config, deadlines=replace(config.deadlines, days={**config.deadlines.days, **self.deadlines}))
 
 
 def _table(raw: dict[str, Any], key: str, source: str) -> dict[str, Any]:

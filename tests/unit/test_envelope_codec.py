@@ -712,7 +712,9 @@ def test_default_configuration() -> None:
     assert "amr" in config.regions.get("HE").agencies
     assert config.regions.others("TJ") == ("BJ", "HE")
     assert config.deadlines.period("lead.submitted") == 10
-    assert config.deadlines.default_answer_by("lead.submitted", date(2026, 11, 25)) == date(2026, 12, 5)
+    assert config.deadlines.calendar.name == "working"
+    # Wed 25 Nov + 10 working days: 26, 27, 30 Nov, 1, 2, 3, 4, 7, 8, 9 Dec.
+    assert config.deadlines.default_answer_by("lead.submitted", date(2026, 11, 25)) == date(2026, 12, 9)
 
 
 def test_a_fourth_region_is_a_configuration_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,10 +1,13 @@
-"""Deadline tolling in the coordinator's projection, on real signed, chained events.
+"""Deadline tolling, on real signed, chained events: the senders compute every date with
+the deadline policy (:mod:`xregion.deadlines`), the coordinator's projection shows the
+signed dates as they are.
 
 One lead BJ → TJ: submitted, received, info_requested (TJ asks BJ for information: TJ's
-clock pauses, BJ's starts), info_supplied (TJ's clock resumes, its due date moved by the
-days it was paused). Fixed 2026 dates around the National Day holiday (1-7 October; Friday
-25 September is Mid-Autumn; Saturday 10 October is an adjusted working day — chinese-calendar
-1.11 knows 2026). Expected dates are worked out by hand below, not by the calendar code.
+clock pauses, BJ's starts), info_supplied (TJ's clock resumes with the new date BJ signs:
+the days TJ had left after the request day, counted again from the supply day). Fixed 2026
+dates around the National Day holiday (1-7 October; Friday 25 September is Mid-Autumn;
+Saturday 10 October is an adjusted working day — chinese-calendar 1.11 knows 2026).
+Expected dates are worked out by hand below, not by the calendar code.
 
 Convention: the request day still counts against the addressee; the pause covers the days
 after it up to and including the supply day (Beijing dates of the events' ``time``).
@@ -20,8 +23,9 @@ from typing import Any
 import pytest
 
 from tests.support import OriginChain, dev_roster, dev_signers, example_event
-from xregion.coordinator.calendar import CalendarDays, DayCalendar, WorkingCalendar
+from xregion.config import load_config
 from xregion.coordinator.projection import Projection, ReferralView
+from xregion.deadlines import CalendarDays, DayCalendar, DeadlinePolicy, WorkingCalendar
 from xregion.envelope import Envelope
 from xregion.ids import new_referral_id
 
@@ -58,7 +62,9 @@ WORKING = Expected(
         date(2026, 10, 12),
         date(2026, 10, 13),
     ),
-    # 9 working days after Mon 12 Oct: 13, 14, 15, 16, 19, 20, 21, 22, 23 Oct.
+    # TJ had 8 working days left after the request day (24, 28, 29, 30 Sep, 8, 9, 10,
+    # 12 Oct), counted again after the supply day Tue 13 Oct: 14, 15, 16, 19, 20, 21, 22, 23.
+    # (The same as the original date moved by the 9 paused working days.)
     tolled_due=date(2026, 10, 23),
 )
 
@@ -68,7 +74,7 @@ CALENDAR = Expected(
     origin_due=date(2026, 10, 3),  # 23 Sep + 10 days
     # Every day from 24 Sep to 13 Oct, holidays and weekends included: 7 + 13 = 20.
     paused_days=tuple(date(2026, 9, d) for d in range(24, 31)) + tuple(date(2026, 10, d) for d in range(1, 14)),
-    tolled_due=date(2026, 10, 21),  # 1 Oct + 20 days
+    tolled_due=date(2026, 10, 21),  # 13 Oct + the 8 days left after 23 Sep (= 1 Oct + 20 days)
 )
 
 
@@ -90,12 +96,11 @@ class Lead:
     def verify(self, wire: dict[str, Any], envelope: Envelope, stored_at: datetime) -> None:
         self.roster.verify(wire, envelope.sender, envelope.time, received_at=stored_at)
 
-    def send(self, projection: Projection, name: str, sender: str, time: datetime, period: int | None = None) -> None:
-        """Seal ``name`` from ``sender`` at ``time`` and fold it; ``period`` sets ``answerby``
-        the way an adapter does (calendar days from the UTC date): the projection must
-        recognise it as the default and count on its own calendar instead."""
+    def send(
+        self, projection: Projection, name: str, sender: str, time: datetime, answer_by: date | None = None
+    ) -> None:
+        """Seal ``name`` from ``sender`` at ``time``, signing ``answer_by``, and fold it."""
         to = "TJ" if sender == "BJ" else "BJ"
-        answer_by = None if period is None else time.date() + timedelta(days=period)
         event = example_event(name, sender=sender, to=to, referral_id=self.referral_id, time=time, answer_by=answer_by)
         sealed = self.chains[sender].seal(event)
         self.stream_seq += 1
@@ -110,6 +115,13 @@ def test_info_request_tolls_the_addressee_clock(tmp_path: Path, expected: Expect
         tmp_path / "coord.db", calendar=expected.calendar, verify=lead.verify, today=lambda: today[0]
     )
     rid = lead.referral_id
+    # What each sender's adapter signs (configured periods, counted on the configured calendar).
+    policy = DeadlinePolicy(load_config().deadlines.days, expected.calendar)
+    submitted_by = policy.default_answer_by("lead.submitted", SUBMITTED)
+    requested_by = policy.default_answer_by("lead.info_requested", REQUESTED)
+    assert (submitted_by, requested_by) == (expected.original_due, expected.origin_due)
+    supplied_by = policy.tolled(expected.original_due, REQUESTED, SUPPLIED)
+    assert supplied_by == expected.tolled_due
 
     def view(at: date) -> ReferralView:
         found = projection.referral(rid, at=at)
@@ -117,7 +129,7 @@ def test_info_request_tolls_the_addressee_clock(tmp_path: Path, expected: Expect
         return found
 
     with projection:
-        lead.send(projection, "lead.submitted", "BJ", beijing(SUBMITTED), period=10)
+        lead.send(projection, "lead.submitted", "BJ", beijing(SUBMITTED), submitted_by)
         lead.send(projection, "lead.received", "TJ", beijing(RECEIVED))
 
         # Before any request: TJ's clock runs to the original due date, late the day after.
@@ -126,7 +138,7 @@ def test_info_request_tolls_the_addressee_clock(tmp_path: Path, expected: Expect
         assert not view(expected.original_due).overdue
         assert view(expected.original_due + timedelta(days=1)).late_parties == ("TJ",)
 
-        lead.send(projection, "lead.info_requested", "TJ", beijing(REQUESTED), period=10)
+        lead.send(projection, "lead.info_requested", "TJ", beijing(REQUESTED), requested_by)
 
         # Paused: TJ is never late, even past its original due date; BJ's clock now runs.
         after_original = expected.original_due + timedelta(days=1)
@@ -147,7 +159,9 @@ def test_info_request_tolls_the_addressee_clock(tmp_path: Path, expected: Expect
         assert judged_today is not None and judged_today.at == after_original and not judged_today.overdue
 
         # Supplied at 07:30 Beijing time: still the previous day in UTC, the Beijing date counts.
-        lead.send(projection, "lead.info_supplied", "BJ", beijing(SUPPLIED, hour=7) + timedelta(minutes=30))
+        lead.send(
+            projection, "lead.info_supplied", "BJ", beijing(SUPPLIED, hour=7) + timedelta(minutes=30), supplied_by
+        )
 
         tolled = len(expected.paused_days)
         assert all(REQUESTED < d <= SUPPLIED for d in expected.paused_days)
@@ -181,3 +195,30 @@ def test_info_request_tolls_the_addressee_clock(tmp_path: Path, expected: Expect
             ("lead.info_supplied", "info_supplied", None),
         ]
         assert projection.last_seq() == 4
+
+
+def test_the_projection_shows_the_signed_dates_whatever_its_own_calendar(tmp_path: Path) -> None:
+    """One deadline: a coordinator counting plain calendar days shows the working-day dates
+    the senders signed, never a date of its own (not even when a signed date happens to equal
+    the calendar-day default); an event that signs no date sets no deadline."""
+    lead = Lead()
+    rid = lead.referral_id
+    with Projection(tmp_path / "coord.db", calendar=CalendarDays(), verify=lead.verify) as projection:
+        lead.send(projection, "lead.submitted", "BJ", beijing(SUBMITTED), WORKING.original_due)
+        lead.send(projection, "lead.received", "TJ", beijing(RECEIVED))
+        lead.send(projection, "lead.info_requested", "TJ", beijing(REQUESTED), CALENDAR.origin_due)
+        paused = projection.referral(rid, at=REQUESTED)
+        assert paused is not None
+        assert {w.party: w.due for w in paused.waits} == {"TJ": WORKING.original_due, "BJ": CALENDAR.origin_due}
+        lead.send(projection, "lead.info_supplied", "BJ", beijing(SUPPLIED), WORKING.tolled_due)
+        resumed = projection.referral(rid, at=SUPPLIED)
+        assert resumed is not None and resumed.answer_by == WORKING.tolled_due
+        assert resumed.to_json()["waits"][0]["due"] == "2026-10-23"
+
+        lead.referral_id = new_referral_id("BJ")  # another lead, on the same chains, signing no date
+        lead.send(projection, "lead.submitted", "BJ", beijing(SUBMITTED))
+        view = projection.referral(lead.referral_id, at=date(2027, 1, 1))
+        assert view is not None and view.answer_by is None and not view.overdue
+        assert [(w.party, w.due) for w in view.waits] == [("TJ", None)]
+        assert view.to_json()["waits"][0]["due"] is None
+        assert projection.anomalies() == []

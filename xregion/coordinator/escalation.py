@@ -1,9 +1,10 @@
 """Escalation: reminders before a deadline and overdue notices after it, exactly once.
 
-For every running wait of the projection (:class:`~xregion.coordinator.projection.Wait`),
-:func:`planned` names the thresholds reached on day ``at``:
+For every running wait of the projection (:class:`~xregion.coordinator.projection.Wait`)
+with a deadline — the ``answerby`` its sender signed, as it is — :func:`planned` names the
+thresholds reached on day ``at``:
 
-* ``reminder`` — ``reminder_days`` working days (of the deadline calendar) before the
+* ``reminder`` — ``reminder_days`` days (of the coordinator's calendar) before the
   answer-by date, until the date itself (skipped once the wait is overdue);
 * ``overdue``  — the day after the answer-by date;
 * ``overdue+N`` — N days past it, for every N in ``further`` (e.g. 5).
@@ -53,12 +54,18 @@ class Planned:
     days_past_due: int
 
     @property
+    def due(self) -> date:
+        """The signed answer-by date (:func:`planned` skips waits without one)."""
+        assert self.wait.due is not None
+        return self.wait.due
+
+    @property
     def event(self) -> str:
         return "reminder" if self.threshold == "reminder" else "overdue"
 
     @property
     def event_id(self) -> str:
-        return escalation_id(self.referral.referral_id, self.wait.party, self.wait.clock, self.threshold, self.wait.due)
+        return escalation_id(self.referral.referral_id, self.wait.party, self.wait.clock, self.threshold, self.due)
 
 
 def escalation_id(referral_id: str, party: str, clock: str, threshold: str, due: date) -> str:
@@ -77,8 +84,8 @@ def planned(views: list[ReferralView], at: date, calendar: DayCalendar, threshol
     out = []
     for view in views:
         for wait in view.waits:
-            if wait.paused:
-                continue
+            if wait.paused or wait.due is None:
+                continue  # a stopped clock, or no signed deadline: nothing to escalate
             if at > wait.due:
                 past = calendar.between(wait.due, at)
                 out.append(Planned(view, wait, "overdue", past))
@@ -118,7 +125,7 @@ class Escalator:
         for plan in planned(self.projection.referrals(at=at), at, calendar, self.thresholds):
             event_id = plan.event_id
             self.projection.record_escalation(
-                event_id, plan.referral.referral_id, plan.wait.party, plan.threshold, plan.wait.due
+                event_id, plan.referral.referral_id, plan.wait.party, plan.threshold, plan.due
             )
             if await self.outbox.store.read(lambda db, e=event_id: outbox_has(db, e)):  # type: ignore[misc]
                 continue
@@ -131,7 +138,7 @@ class Escalator:
                     "threshold": plan.threshold,
                     "late_party": plan.wait.party,
                     "awaiting": plan.wait.awaiting,
-                    "answer_by": plan.wait.due.isoformat(),
+                    "answer_by": plan.due.isoformat(),
                     "days_past_due": plan.days_past_due,
                     "calendar": calendar.name,
                 },

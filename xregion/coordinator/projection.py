@@ -52,7 +52,7 @@ from xregion.codec import DecodedEvent, check_subject, decode_dict, step_of
 from xregion.config import BusConfig, load_config
 from xregion.contracts.catalog import CATALOG, Catalog
 from xregion.coordinator import waitlog
-from xregion.coordinator.calendar import BEIJING, DayCalendar, WorkingCalendar, beijing_today
+from xregion.deadlines import PAUSES, RESUMES, DayCalendar, beijing_date, beijing_today
 from xregion.envelope import Envelope
 from xregion.errors import XRegionError
 from xregion.lifecycle import LIFECYCLES, ReferralState
@@ -167,28 +167,30 @@ class TimelineEntry:
 class Wait:
     """A party the referral waits on, and until when.
 
-    ``clock`` is the id of the event that started the wait; ``paused`` while the clock is
-    tolled (a lead's addressee waiting for information it requested from the origin);
-    ``tolled_days`` are the days (of the deadline calendar) added for past pauses.
+    ``due`` is the ``answerby`` the sender signed, as it is (None: the event set no deadline);
+    ``clock`` is the id of the event that signed it; ``paused`` while the clock is tolled (a
+    lead's addressee waiting for information it requested from the origin; the origin's
+    ``lead.info_supplied`` signs the new date); ``tolled_days`` are the days (of the
+    coordinator's calendar) the past pauses lasted.
     """
 
     party: str
     awaiting: str
     since: date
-    due: date
+    due: date | None
     paused: bool
     tolled_days: int
     clock: str
 
     def overdue_on(self, at: date) -> bool:
-        return not self.paused and at > self.due
+        return not self.paused and self.due is not None and at > self.due
 
     def to_json(self, at: date) -> dict[str, Any]:
         return {
             "party": self.party,
             "awaiting": self.awaiting,
             "since": self.since.isoformat(),
-            "due": self.due.isoformat(),
+            "due": _iso(self.due),
             "paused": self.paused,
             "tolled_days": self.tolled_days,
             "overdue": self.overdue_on(at),
@@ -199,7 +201,7 @@ class Wait:
             "party": self.party,
             "awaiting": self.awaiting,
             "since": self.since.isoformat(),
-            "due": self.due.isoformat(),
+            "due": _iso(self.due),
             "paused_since": _iso(paused_since),
             "tolled_days": self.tolled_days,
             "clock": self.clock,
@@ -363,7 +365,8 @@ class Projection:
     ) -> None:
         self.path = path
         self.config = config or load_config()
-        self.calendar: DayCalendar = calendar or WorkingCalendar()
+        self.calendar: DayCalendar = calendar or self.config.deadlines.calendar
+        """Counts the paused days shown and the escalation thresholds; never a deadline."""
         self.catalog = catalog
         self.verify = verify
         self.today = today
@@ -613,19 +616,13 @@ class Projection:
     # --- deadlines ----------------------------------------------------------------------
 
     def _day_of(self, env: Envelope) -> date:
-        return env.time.astimezone(BEIJING).date()
+        return beijing_date(env.time)
 
-    def _due(self, env: Envelope) -> date | None:
-        """The answer-by date an event sets: the sender's own choice if it made one, else
-        the configured period counted on the coordinator's calendar."""
-        sent_on = self._day_of(env)
-        period = self.config.deadlines.period(env.event_type)
-        default = self.config.deadlines.default_answer_by(env.event_type, env.time.date())
-        if env.answerby is not None and env.answerby != default:
-            return env.answerby
-        if period is None:
-            return env.answerby
-        return self.calendar.add(sent_on, period)
+    def _sets_deadline(self, env: Envelope) -> bool:
+        """Does ``env`` open a wait: it carries a signed ``answerby``, or its type awaits an
+        answer by the configuration (a sender that signed no date set no deadline: the wait
+        is shown without one, never overdue)."""
+        return env.answerby is not None or self.config.deadlines.period(env.event_type) is not None
 
     def _addressees(self, state: ReferralState) -> tuple[str, ...]:
         if state.addressee == BROADCAST:
@@ -638,27 +635,28 @@ class Projection:
         env = event.envelope
         day = self._day_of(env)
         clocks: list[dict[str, Any]] = [] if previous is None else self._stored_clocks(db, state.referral_id)
-        due = self._due(env)
-        if previous is None and due is not None:
+        # Every date is the sender's signed ``answerby``, as it is: nothing is counted here.
+        due = env.answerby
+        if previous is None and self._sets_deadline(env):
             for party in self._addressees(state):
                 clocks.append(self._clock(party, f"answer to {env.event_type}", day, due, env.id))
-        elif env.event_type == "lead.info_requested":
+        elif env.event_type in PAUSES:
             for clock in clocks:
-                if clock["party"] != state.origin and clock["paused_since"] is None:
+                if clock["party"] == env.sender and clock["paused_since"] is None:
                     clock["paused_since"] = day.isoformat()
-            if due is not None:
-                clocks.append(self._clock(state.origin, "information requested", day, due, env.id))
-        elif env.event_type == "lead.info_supplied":
+            if self._sets_deadline(env):
+                clocks.append(self._clock(env.addressee, "information requested", day, due, env.id))
+        elif env.event_type in RESUMES:
             for clock in clocks:
-                if clock["paused_since"] is not None:
-                    paused = self.calendar.between(date.fromisoformat(clock["paused_since"]), day)
-                    clock["due"] = self.calendar.add(date.fromisoformat(clock["due"]), paused).isoformat()
-                    clock["tolled_days"] += paused
+                if clock["party"] == env.addressee and clock["paused_since"] is not None:
+                    clock["tolled_days"] += self.calendar.between(date.fromisoformat(clock["paused_since"]), day)
                     clock["paused_since"] = None
+                    clock["due"] = _iso(due)  # the origin's signed, tolled date
+                    clock["clock"] = env.id
         return [c for c in clocks if owes(state, c["party"])]
 
     @staticmethod
-    def _clock(party: str, awaiting: str, since: date, due: date, clock: str) -> dict[str, Any]:
+    def _clock(party: str, awaiting: str, since: date, due: date | None, clock: str) -> dict[str, Any]:
         return Wait(party, awaiting, since, due, False, 0, clock)._row(None)
 
     @staticmethod
@@ -724,7 +722,7 @@ class Projection:
                 party=c["party"],
                 awaiting=c["awaiting"],
                 since=date.fromisoformat(c["since"]),
-                due=date.fromisoformat(c["due"]),
+                due=None if c["due"] is None else date.fromisoformat(c["due"]),
                 paused=c["paused_since"] is not None,
                 tolled_days=int(c["tolled_days"]),
                 clock=c["clock"],
@@ -742,7 +740,7 @@ class Projection:
             )
         )
         late = tuple(sorted({w.party for w in waits if w.overdue_on(at)}))
-        running = [w.due for w in waits if not w.paused]
+        running = [w.due for w in waits if not w.paused and w.due is not None]
         return ReferralView(
             referral_id=referral_id,
             family=family,

@@ -139,6 +139,7 @@ class _Pending:
     since: datetime
     pair: str
     deadline: datetime | None = None
+    answer_by: date | None = None
 
 
 @dataclass
@@ -434,6 +435,11 @@ class Replayer:
         return state.state in lifecycle.terminal
 
     def _track_answers(self, env: Envelope, record: Record, state: ReferralState) -> None:
+        """Receipts owed and answers owed. A deadline is the ``answerby`` the request's sender
+        signed, as it is (never counted here): the origin's request binds its addressees; an
+        addressee's own request (``lead.info_requested``) binds the origin. Any later event
+        of the bound party but a receipt answers it; a request that restarts a clock
+        (``lead.info_supplied``) binds anew with its own, tolled, date."""
         rid, sender = env.subject, env.sender
         if sender == state.origin:
             targets = self._addressees(state)
@@ -444,21 +450,24 @@ class Replayer:
                     self._receipts.setdefault(rid, {})[(receipt[0], region)] = _Pending(
                         env.id, record.seq, record.stored_at, pair
                     )
-            if env.answerby is not None:
-                deadline = answer_deadline(env.answerby)
-                for region in targets:
-                    pair = f"{sender}>{region}"
-                    if self._relevant(sender, region, rid):
-                        self._pair(pair).requests += 1
-                    self._answers.setdefault(rid, {})[region] = _Pending(
-                        env.id, record.seq, record.stored_at, pair, deadline
-                    )
-            return
-        event_type = env.event_type
-        _take(self._receipts, rid, (event_type, sender))
-        if event_type == f"{env.family}.received":
-            return  # a receipt is not an answer
-        pending = _take(self._answers, rid, sender)
+        else:
+            targets = [env.addressee]
+            _take(self._receipts, rid, (env.event_type, sender))
+            if env.event_type == f"{env.family}.received":
+                return  # a receipt is not an answer
+        self._answered(env, record, _take(self._answers, rid, sender))
+        if env.answerby is not None:
+            deadline = answer_deadline(env.answerby)
+            for region in targets:
+                pair = f"{sender}>{region}"
+                if self._relevant(sender, region, rid):
+                    self._pair(pair).requests += 1
+                self._answers.setdefault(rid, {})[region] = _Pending(
+                    env.id, record.seq, record.stored_at, pair, deadline, env.answerby
+                )
+
+    def _answered(self, env: Envelope, record: Record, pending: _Pending | None) -> None:
+        """Judge the answer ``env`` gave to ``pending`` (on time, or late: an anomaly)."""
         if pending is None or pending.deadline is None:
             return
         stats = self._pair(pending.pair)
@@ -467,14 +476,20 @@ class Replayer:
             stats.on_time += 1
             return
         stats.late += 1
-        if self._relevant(state.origin, sender, rid):
+        requester, bound = pending.pair.split(">")
+        if self._relevant(requester, bound, env.subject):
             self._anomaly_raw(
                 ANSWER_LATE,
-                f"{sender} answered {pending.event_id} ({event_type}) at {answered.isoformat()}, "
+                f"{env.sender} answered {pending.event_id} ({env.event_type}) at {answered.isoformat()}, "
                 f"after its deadline {pending.deadline.isoformat()}",
                 record,
                 env,
-                evidence={"request": pending.event_id, "deadline": pending.deadline.isoformat(), "pair": pending.pair},
+                evidence={
+                    "request": pending.event_id,
+                    "answer_by": _iso(pending.answer_by),
+                    "deadline": pending.deadline.isoformat(),
+                    "pair": pending.pair,
+                },
             )
 
     def _pair(self, pair: str) -> PairStats:
@@ -512,7 +527,11 @@ class Replayer:
                         Record(pending.stream_seq, pending.since, b""),
                         event_id=pending.event_id,
                         referral_id=rid,
-                        evidence={"deadline": pending.deadline.isoformat(), "pair": pending.pair},
+                        evidence={
+                            "answer_by": _iso(pending.answer_by),
+                            "deadline": pending.deadline.isoformat(),
+                            "pair": pending.pair,
+                        },
                     )
             else:
                 stats.open += 1
@@ -579,6 +598,10 @@ class Replayer:
                 evidence=dict(evidence or {}),
             )
         )
+
+
+def _iso(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()
 
 
 def _take(table: dict[str, dict[Any, _Pending]], rid: str, key: Any) -> _Pending | None:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sqlite3
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from xregion.codec import DecodedEvent
 from xregion.compose import compose
 from xregion.contracts.catalog import Catalog
 from xregion.contracts.common import AttachmentRef, Contract
-from xregion.deadlines import DeadlinePolicy
+from xregion.deadlines import RESUMES, DeadlinePolicy, beijing_date
 from xregion.errors import ContractError, HandlingRestricted, UnknownReferral
 from xregion.ids import new_referral_id
 from xregion.lifecycle import LIFECYCLES, ReferralState, Role
@@ -36,6 +39,10 @@ from xregion.runtime.store import HistoryEntry, Store
 CHUNK = 1024 * 1024
 
 log = structlog.get_logger("xregion.client")
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 class AttachmentMismatch(ContractError):
@@ -56,6 +63,7 @@ class RegionClient:
         deadlines: DeadlinePolicy,
         jetstream: JetStreamContext | None = None,
         object_store: str = "XREGION_EVIDENCE",
+        clock: Callable[[], datetime] = system_clock,
     ) -> None:
         self.region = region
         self.agency = agency
@@ -65,6 +73,8 @@ class RegionClient:
         self._deadlines = deadlines
         self._js = jetstream
         self._object_store = object_store
+        self.clock = clock
+        """What stamps an event's ``time`` (and so the day its ``answerby`` counts from)."""
 
     # --- sending ------------------------------------------------------------------------
 
@@ -151,8 +161,8 @@ class RegionClient:
     ) -> DecodedEvent:
         family, event = event_type.split(".", 1)
         kind = self._catalog.get(family, event, version)
-        now = datetime.now(UTC)
-        due = answer_by or self._deadlines.default_answer_by(event_type, now.date())
+        now = self.clock()
+        due = answer_by or await self._answer_by(event_type, referral_id, to, beijing_date(now))
         unsigned = compose(
             kind,
             data,
@@ -179,6 +189,20 @@ class RegionClient:
             handling=env.handling,
         )
         return sent
+
+    async def _answer_by(self, event_type: str, referral_id: str, to: str, sent_on: date) -> date | None:
+        """The ``answerby`` this region signs when the caller chose none (the one deadline every
+        party uses, :mod:`xregion.deadlines`): a resumed clock's tolled date, else the configured
+        period counted on the configured calendar from ``sent_on`` (the Beijing date)."""
+        paused_by = RESUMES.get(event_type)
+        if paused_by is None:
+            return self._deadlines.default_answer_by(event_type, sent_on)
+        found = await self._store.read(partial(_clock_to_resume, referral_id=referral_id, to=to, paused_by=paused_by))
+        if found is None:
+            log.warning("no signed deadline to toll", region=self.region, referral_id=referral_id, type=event_type)
+            return None
+        due, paused_on = found
+        return self._deadlines.tolled(due, paused_on, sent_on)
 
     async def forward_lead(self, referral_id: str, to_region: str, reason: str) -> tuple[DecodedEvent, DecodedEvent]:
         """Forward a lead addressed to this region to a third region: ``lead.forwarded`` on the
@@ -297,3 +321,22 @@ class RegionClient:
             )
         tmp_path.replace(dest)
         return dest
+
+
+def _clock_to_resume(db: sqlite3.Connection, *, referral_id: str, to: str, paused_by: str) -> tuple[date, date] | None:
+    """(the last ``answerby`` this region signed to ``to`` on the referral, the Beijing date of
+    the latest ``paused_by`` event that stopped that clock), or None if either is unknown."""
+    pause = db.execute(
+        "SELECT time FROM history WHERE referral_id = ? AND event_type = ? ORDER BY position DESC LIMIT 1",
+        (referral_id, paused_by),
+    ).fetchone()
+    if pause is None:
+        return None
+    rows = db.execute(
+        "SELECT payload FROM outbox WHERE referral_id = ? AND addressee = ? ORDER BY seq DESC", (referral_id, to)
+    )
+    for (payload,) in rows:
+        signed = json.loads(payload).get("answerby")
+        if isinstance(signed, str):
+            return date.fromisoformat(signed), beijing_date(datetime.fromisoformat(pause[0]))
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from tenacity import (
 )
 
 from xregion.adapter.asyncapi import declare_channels
-from xregion.adapter.client import RegionClient
+from xregion.adapter.client import RegionClient, system_clock
 from xregion.chain import ChainHead
 from xregion.checkpoint import checkpoint_subject, sign_checkpoint
 from xregion.config import BusConfig, load_config
@@ -72,7 +73,10 @@ def broker_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 class Adapter:
-    """One region's adapter. ``await start()``/``stop()``, or run :meth:`app` under FastStream."""
+    """One region's adapter. ``await start()``/``stop()``, or run :meth:`app` under FastStream.
+
+    ``clock`` stamps the ``time`` of every event it sends, receipts included, and so the day
+    each signed ``answerby`` is counted from (default: the system clock)."""
 
     def __init__(
         self,
@@ -90,6 +94,7 @@ class Adapter:
         versions: tuple[str, ...] = ("v1",),
         key_file: Path | None = None,
         retired_signers: list[Signer] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.config = config or load_config()
         self.region = self.config.regions.check_region(region)
@@ -134,6 +139,7 @@ class Adapter:
             catalog=catalog,
             deadlines=self.config.deadlines,
             object_store=self.settings.object_store,
+            clock=clock or system_clock,
         )
         self.topology: TopologyReport | None = None
         self.restores: list[RestoreRepair] = []

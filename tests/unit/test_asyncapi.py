@@ -10,6 +10,12 @@ the committed JSON Schemas (``schemas/v1/``), never from a hand-written list:
 * each message's payload is the CloudEvents envelope of ``schemas/v1/envelope.json`` whose
   ``data`` is, once references are resolved, the schema of ``schemas/v1/data/<event>.json``;
   the catalog's example payload validates against it;
+* every channel declares its ``{sender}`` and ``{addressee}`` parameters, with exactly the
+  values the lifecycles allow (``COORD`` for escalations, ``ALL`` only for broadcasts); every
+  message declares the NATS headers the relay sends, its content type, and a correlation id
+  that points into the payload, where the id is (issue 15 item 4; the wire itself is checked
+  in ``tests/integration/test_asyncapi_wire.py``, the document against the AsyncAPI
+  specification schema in ``test_contract_ajv.py``);
 * the committed document is what the FastStream application generates today (no drift).
 """
 
@@ -27,6 +33,10 @@ from jsonschema import Draft202012Validator
 from xregion.adapter import asyncapi
 from xregion.contracts.catalog import CATALOG, EventType
 from xregion.examples import PAYLOADS
+from xregion.ids import new_event_id
+from xregion.lifecycle import LIFECYCLES
+from xregion.regions import BROADCAST, COORDINATOR, PARTY_CODE
+from xregion.runtime.relay import Relay
 from xregion.subjects import parse as parse_subject
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -147,6 +157,69 @@ def test_message_payload_is_the_committed_json_schema(event_type: EventType) -> 
     if required:  # and an example missing a required field does not
         broken = {k: v for k, v in PAYLOADS[event_type.name].items() if k != required[0]}
         assert not validator.is_valid(broken)
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.name)
+def test_channel_declares_its_parameters_with_the_values_the_lifecycle_allows(event_type: EventType) -> None:
+    _, channel = channel_of(event_type)
+    parameters = channel["parameters"]
+    assert set(re.findall(r"\{([a-z]+)\}", channel["address"])) == set(parameters) == {"sender", "addressee"}
+    senders, addressees = parameters["sender"]["enum"], parameters["addressee"]["enum"]
+    assert all(PARTY_CODE.fullmatch(code) for code in [*senders, *addressees])
+    assert all(p["description"] for p in parameters.values())
+    lifecycle = LIFECYCLES[event_type.family]
+    regions = asyncapi.packaged_regions()
+    assert senders == ([COORDINATOR] if lifecycle.senders == "coordinator" else list(regions))
+    assert set(addressees) <= {*regions, BROADCAST}
+    assert (BROADCAST in addressees) == (
+        lifecycle.broadcast != "never" and lifecycle.role_of(event_type.event).value == "origin"
+    )
+    if lifecycle.broadcast == "required" and event_type.event in lifecycle.openings:
+        assert addressees == [BROADCAST]
+    for sender in senders:  # every pair the document allows is one the adapters accept
+        for to in addressees:
+            if to != sender:
+                LIFECYCLES.check_role(event_type.name, sender, to)
+                parse_subject(channel["address"].format(sender=sender, addressee=to))
+    # the addressee is the envelope's addressee member
+    assert parameters["addressee"]["location"] == "$message.payload#/addressee"
+    assert "addressee" in message_of(event_type)["payload"]["properties"]
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.name)
+def test_message_declares_headers_content_type_and_where_the_correlation_id_is(event_type: EventType) -> None:
+    message = message_of(event_type)
+    assert message["contentType"] == "application/cloudevents+json"
+    assert message["correlationId"]["location"] == "$message.payload#/correlationid"
+    assert "correlationid" in message["payload"]["required"]
+    headers = message["headers"]
+    assert headers["type"] == "object" and headers["required"] == ["Nats-Msg-Id"]
+    validator = Draft202012Validator(headers)
+    assert validator.is_valid({"Nats-Msg-Id": new_event_id()})
+    assert not validator.is_valid({"Nats-Msg-Id": "not-an-event-id"})
+    assert not validator.is_valid({})
+
+
+def test_every_header_the_relay_sends_is_declared() -> None:
+    """The relay's own header builder (atomic batches) and its single publishes."""
+
+    class Row:
+        event_id = new_event_id()
+
+    class RelayLike:
+        stream = "XREGION"
+
+    batch = Relay._headers(RelayLike(), Row(), "b" * 32, 1)  # type: ignore[arg-type]
+    sent = {**batch, "Nats-Batch-Commit": "1"}  # added to the batch's last event
+    single = {"Nats-Msg-Id": Row.event_id, "Nats-Expected-Stream": "XREGION"}  # js.publish(stream=...)
+    headers = message_of(EVENT_TYPES[0])["headers"]
+    for found in (sent, single):
+        assert set(found) <= set(headers["properties"])
+        assert list(Draft202012Validator(headers).iter_errors(found)) == []
+
+
+def test_no_reference_to_a_header_the_bus_never_sends() -> None:
+    assert "$message.header" not in json.dumps(document())
 
 
 def test_index_of_the_committed_schemas_lists_the_same_event_types() -> None:

@@ -45,6 +45,7 @@ REASON_CODES: frozenset[str] = frozenset(
         "not_found",
         "oversized",
         "own_event_unknown",
+        "personal_data_unsealed",
         "role_violation",
         "schema_invalid",
         "stream_read_failed",

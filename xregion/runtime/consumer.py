@@ -23,7 +23,8 @@ store transaction, message by message, in stream order (one savepoint each):
    is refused below, so one refused event does not block the sender's later ones.
 5. check roles (only the coordinator escalates, it does nothing else: ``role_violation``),
    decode the payload, check parties and subject, open the fields sealed to this region
-   (``unseal_failed``), check attachments and lifecycle → dead letter
+   (``unseal_failed``; a personal-data field sent in the clear is ``personal_data_unsealed``
+   unless the settings accept it), check attachments and lifecycle → dead letter
 6. hand it to the regional system's handler; record it in the inbox; send the automatic
    receipt (``received`` / ``acknowledged``) — all in the same transaction
 7. commit, then acknowledge the messages to JetStream.
@@ -100,6 +101,7 @@ from xregion.errors import (
     DeliveryExhausted,
     InspectionFailed,
     OwnEventUnknown,
+    PersonalDataUnsealed,
     SchemaInvalid,
     SubjectInvalid,
     UnknownKey,
@@ -622,10 +624,17 @@ class Consumer:
     def _open(self, event: DecodedEvent, seen: Inspection) -> DecodedEvent:
         """The event with the personal data sealed to this region opened (``unseal_failed``
         if it cannot be; the inspecting thread may have opened it already); the handler sees
-        plain data, ``event.wire`` stays as signed."""
+        plain data, ``event.wire`` stays as signed. A personal-data field that arrives in the
+        clear is ``personal_data_unsealed``, unless ``XREGION_UNSEALED_PERSONAL_DATA=accept``."""
         model, data = event.event_type.model, event.envelope.data
         clear = plain_fields(model, data)
-        if clear:  # accepted (v1 allows plain values), but worth an operator's look
+        if clear and self.settings.unsealed_personal_data != "accept":
+            raise PersonalDataUnsealed(
+                f"personal data travels unsealed in {', '.join(clear)}: it must be sealed to its recipients "
+                "(docs/signing-recipe.md §8)",
+                fields=clear,
+            )
+        if clear:  # accepted by configuration (v1's schemas allow plain values): an operator's look
             log.warning(
                 "personal data received unsealed",
                 region=self.region,

@@ -71,6 +71,19 @@ def compose(
     return event
 
 
+def null_members(value: Any, path: str = "") -> list[str]:
+    """Paths of the members of ``value`` that are ``null`` (a producer leaves them out)."""
+    if isinstance(value, dict):
+        found = []
+        for name, item in value.items():
+            where = f"{path}.{name}" if path else str(name)
+            found += [where] if item is None else null_members(item, where)
+        return found
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in null_members(item, f"{path}.{i}")]
+    return []
+
+
 def seal(
     event: dict[str, Any],
     *,
@@ -82,7 +95,18 @@ def seal(
     catalog: Catalog = CATALOG,
     registry: RegionRegistry | None = None,
 ) -> DecodedEvent:
-    """Place ``event`` in its origin's chain and its link's chain, sign it, validate it."""
+    """Place ``event`` in its origin's chain and its link's chain, sign it, validate it.
+
+    A member that is ``null`` is refused (``schema_invalid``): the producer's rule is to
+    leave it out (docs/signing-recipe.md §1). Receivers read ``null`` as absent, so v1 events
+    that carry it stay valid, but no xregion producer ever signs one.
+    """
+    nulls = null_members(event)
+    if nulls:
+        raise SchemaInvalid(
+            f"{', '.join(nulls)}: null; leave a member without a value out of the event",
+            errors=[{"field": where, "error": "null: leave the member out"} for where in nulls],
+        )
     chained = {**event, "originseq": seq, "prevhash": prevhash, "linkseq": linkseq, "linkprev": linkprev}
     signed = signer.sign(chained)
     return decode_dict(signed, catalog=catalog, registry=registry)

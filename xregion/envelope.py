@@ -42,6 +42,7 @@ from pydantic import (
 )
 
 from xregion.contracts.catalog import CE_TYPE
+from xregion.contracts.common import null_is_absent
 from xregion.ids import EVENT_ID
 
 SOURCE = re.compile(r"^urn:xregion:([A-Z]{2,8}):([a-z][a-z0-9_]{1,31})$")
@@ -72,7 +73,9 @@ class Envelope(BaseModel):
 
     # Unknown extension attributes are kept (and covered by the signature): a backward-
     # compatible v1 addition must not break older consumers.
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # Absent attributes are left out, never null (docs/signing-recipe.md §1); a null one is
+    # read as absent, as v1 always accepted it (null_is_absent documents it in the schema).
+    model_config = ConfigDict(extra="allow", frozen=True, json_schema_extra=null_is_absent)
 
     specversion: Literal["1.0"]
     id: Annotated[str, StringConstraints(pattern=EVENT_ID.pattern)]

@@ -91,7 +91,10 @@ def instances() -> list[dict[str, Any]]:
     found.append(case("recipe worked example", ENVELOPE_ID, json.loads(recipe_blocks()["event"])))
 
     lead = sealed_example("lead.submitted", signers["BJ"]).wire
+    nulls = {"causationid": None, "handlingnote": None, "answerby": None}
+    found.append(case("null attributes (read as absent, never written)", ENVELOPE_ID, {**lead, **nulls}))
     found.append(case("causationid that is a number", ENVELOPE_ID, {**lead, "causationid": 7}, valid=False))
+    found.append(case("correlationid null", ENVELOPE_ID, {**lead, "correlationid": None}, valid=False))
     found.append(case("originseq that is a string", ENVELOPE_ID, {**lead, "originseq": "1"}, valid=False))
     found.append(
         case("no correlationid", ENVELOPE_ID, {k: v for k, v in lead.items() if k != "correlationid"}, valid=False)

@@ -29,6 +29,29 @@ from pydantic import (
 from xregion.regions import AGENCY_CODE, PARTY_CODE
 from xregion.uscc import validate_uscc
 
+NULL_IS_ABSENT = (
+    "null means the same as leaving the member out. Never write it: producers omit a member "
+    "that has no value (docs/signing-recipe.md §1). Receivers accept it, as v1 always has, "
+    "read it as absent, and verify the signature over the event as received."
+)
+"""Annotation of the ``null`` alternative of every optional member (envelope and data)."""
+
+
+def null_is_absent(schema: dict[str, Any]) -> None:
+    """``json_schema_extra`` of the contract's models: mark each optional property's ``null``
+    alternative ``deprecated`` and say what it means (the v1 rule on ``null``).
+
+    Only annotations: what validates is unchanged (v1 accepted ``null`` and still does, so
+    no event that was valid becomes invalid), but a reader of the schema learns that a
+    producer leaves the member out instead.
+    """
+    for prop in (schema.get("properties") or {}).values():
+        if not isinstance(prop, dict):
+            continue
+        for branch in prop.get("anyOf") or ():
+            if branch == {"type": "null"}:
+                branch.update(deprecated=True, description=NULL_IS_ABSENT)
+
 
 class Contract(BaseModel):
     """Base of every payload model: immutable; tolerant readers, strict writers.
@@ -38,7 +61,7 @@ class Contract(BaseModel):
     which refuses unknown fields, naming them, so a producer's typo never goes unnoticed.
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=False)
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=False, json_schema_extra=null_is_absent)
 
     @model_validator(mode="before")
     @classmethod

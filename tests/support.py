@@ -144,6 +144,8 @@ def example_event(
     origin of the referral (the sender of an origin event, else the addressee). Other
     keyword arguments go to :func:`xregion.compose.compose` (``payload`` replaces the
     example data; ``agency`` defaults to ``amr``, ``time`` to :data:`EXAMPLE_TIME`).
+    ``sealed=True`` seals its personal data (:func:`seal_personal_data`), as a peer publishing
+    to an adapter must.
     """
     family, event = name.split(".", 1)
     lifecycle = LIFECYCLES[family]
@@ -153,7 +155,8 @@ def example_event(
     if referral_id is None:
         referral_id = new_referral_id(sender if role is Role.ORIGIN or to == BROADCAST else to)
     payload = kw.pop("payload", None)
-    return compose(
+    sealed = kw.pop("sealed", False)
+    event = compose(
         CATALOG.get(family, event),
         example_payload(name) if payload is None else payload,
         sender=sender,
@@ -163,6 +166,27 @@ def example_event(
         referral_id=referral_id,
         **kw,
     )
+    return seal_personal_data(event) if sealed else event
+
+
+def seal_personal_data(event: dict[str, Any], roster: KeyRoster | None = None) -> dict[str, Any]:
+    """``event`` (unsigned, as composed) with its personal-data fields sealed as every producer
+    must seal them (docs/signing-recipe.md §8): to the addressee's keys in ``roster`` (default:
+    the TEST-ONLY :func:`dev_roster`) valid at the event's ``time``, to every other configured
+    region's for a broadcast. A test that plays a peer publishing to an adapter uses it (or
+    ``example_event(..., sealed=True)``): adapters refuse personal data sent in the clear."""
+    from xregion.config import load_config
+    from xregion.envelope import SOURCE
+    from xregion.sealing import FieldSealing
+
+    match = SOURCE.match(event["source"])
+    assert match is not None, event["source"]
+    sender, to = match[1], event["addressee"]
+    regions = [r for r in load_config().regions.codes if r != sender] if to == BROADCAST else [to]
+    at = datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
+    keys = dev_roster() if roster is None else roster
+    model = CATALOG.by_ce_type(event["type"]).model
+    return {**event, "data": FieldSealing(lambda: keys, tuple).seal(model, event["data"], regions, at)}
 
 
 def sealed_example(name: str, signer: Signer, **kw: Any) -> DecodedEvent:

@@ -107,6 +107,16 @@ class DeadlineError(ContractError):
     code = "bad_deadline"
 
 
+class PersonalDataUnsealed(ContractError):
+    """A personal-data field of an event (one whose schema admits a sealed value) travels in
+    the clear instead of sealed to its recipients: the broker, the coordinator and the auditor
+    have read it. An evidence-grade receiver refuses it (``details['fields']`` names the
+    fields, never their values) unless configured to accept legacy producers
+    (``XREGION_UNSEALED_PERSONAL_DATA=accept``)."""
+
+    code = "personal_data_unsealed"
+
+
 # --- lifecycle -------------------------------------------------------------------------------
 
 

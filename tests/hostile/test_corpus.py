@@ -247,7 +247,7 @@ def build_corpus(c: Corpus) -> None:
     authentic(
         "lead-broadcast",
         "misaddressed",
-        example_event("lead.submitted", sender="BJ", to="ALL"),
+        example_event("lead.submitted", sender="BJ", to="ALL", sealed=True),
         "xregion.v1.lead.submitted.BJ.ALL",
     )
     c.good()
@@ -353,7 +353,7 @@ def fuzz_items(signers: dict[str, Signer], n: int, seed: int) -> list[Item]:
     mutation, delivered, takes a link position no valid event needs)."""
     rng = random.Random(seed)
     he = Peer(signers["HE"])
-    base = encode(he.forge(example_event("lead.submitted", sender="HE", to="TJ"), advance=False))
+    base = encode(he.forge(example_event("lead.submitted", sender="HE", to="TJ", sealed=True), advance=False))
     kinds = mutations(rng)
     out = []
     for k in range(n):

@@ -96,7 +96,7 @@ class Peer:
         self.links[_link_of(wire)] = ChainHead(int(wire["linkseq"]), digest)
 
     def good(self, referral_id: str | None = None) -> DecodedEvent:
-        event = example_event("lead.submitted", sender="BJ", to="TJ", referral_id=referral_id)
+        event = example_event("lead.submitted", sender="BJ", to="TJ", referral_id=referral_id, sealed=True)
         head = self.head(event)
         decoded = seal(
             event,
@@ -155,7 +155,7 @@ Build = Callable[[Peer, Ctx], Bad]
 
 
 def submitted(**kw: Any) -> dict[str, Any]:
-    return example_event("lead.submitted", sender="BJ", to="TJ", **kw)
+    return example_event("lead.submitted", sender="BJ", to="TJ", sealed=True, **kw)
 
 
 def signed(wire: dict[str, Any], subject: str = SUBMITTED, *, readable: bool = True) -> Bad:
@@ -273,7 +273,7 @@ def submitted_twice(peer: Peer, ctx: Ctx) -> Bad:
 
 
 def lead_broadcast(peer: Peer, ctx: Ctx) -> Bad:
-    event = example_event("lead.submitted", sender="BJ", to="ALL")
+    event = example_event("lead.submitted", sender="BJ", to="ALL", sealed=True)
     return signed(peer.forge(event, advance=True), "xregion.v1.lead.submitted.BJ.ALL")
 
 

@@ -136,7 +136,9 @@ async def test_forged_forward_of_an_h2_lead_is_dead_lettered_at_the_origin(bus: 
     js = nc.jetstream()
 
     async def publish(name: str, data: dict[str, Any]) -> DecodedEvent:
-        event = example_event(name, sender="HE", to="TJ", referral_id=rid, payload=data, time=datetime.now(UTC))
+        event = example_event(
+            name, sender="HE", to="TJ", referral_id=rid, payload=data, time=datetime.now(UTC), sealed=True
+        )
         decoded = he.seal(event)
         await js.publish(decoded.subject, encode(decoded.wire), headers={"Nats-Msg-Id": decoded.envelope.id})
         return decoded

@@ -65,7 +65,7 @@ async def next_from(adapter: Adapter, signer: Signer, *, time: datetime) -> Deco
     head = await adapter.store.read(Store.outbox_head)
     link = await adapter.store.read(lambda db: Store.link_head(db, "TJ", 1))
     chain = OriginChain(signer, seq=head.seq, prevhash=head.hash, links={"TJ": (link.seq, link.hash)})
-    return chain.seal(example_event("lead.submitted", sender="BJ", to="TJ", time=time))
+    return chain.seal(example_event("lead.submitted", sender="BJ", to="TJ", time=time, sealed=True))
 
 
 async def publish(js: JetStreamContext, bus: Bus, event: DecodedEvent) -> int:
@@ -229,7 +229,7 @@ async def test_revocation_grace_lets_an_event_signed_before_it_through(
     bus.settings = RuntimeSettings(ack_wait_s=5.0, max_deliver=5, key_reload_s=0.05, revocation_grace_s=3600)
     [tj] = await bus.start("TJ")
     signed_before = OriginChain(signers["BJ"]).seal(
-        example_event("lead.submitted", sender="BJ", to="TJ", time=datetime.now(UTC))
+        example_event("lead.submitted", sender="BJ", to="TJ", time=datetime.now(UTC), sealed=True)
     )
     revoked_at = datetime.now(UTC) + timedelta(milliseconds=1)
     revoke_key(keys_dir, signers["BJ"].key_id, revoked_at, "retired after a leak")

@@ -72,7 +72,10 @@ async def replay_refused(
 async def test_replay_with_another_msg_id(bus: Bus, js: JetStreamContext, signers: dict[str, Signer]) -> None:
     await bus.start("TJ")
     bj = OriginChain(signers["BJ"])
-    first, second = bj.seal(example_event("lead.submitted")), bj.seal(example_event("lead.submitted"))
+    first, second = (
+        bj.seal(example_event("lead.submitted", sealed=True)),
+        bj.seal(example_event("lead.submitted", sealed=True)),
+    )
     await publish(js, bus, first, first.envelope.id)
     await publish(js, bus, second, second.envelope.id)
     await eventually(lambda: received(bus, first, second), what="both leads at TJ")
@@ -81,7 +84,7 @@ async def test_replay_with_another_msg_id(bus: Bus, js: JetStreamContext, signer
     replay_first, duplicate = await publish(js, bus, first, new_event_id())
     assert not duplicate, "JetStream dropped it: this would not test the adapter"
     replay_second, _ = await publish(js, bus, second, f"replay-{second.envelope.id}")
-    third = bj.seal(example_event("lead.submitted"))
+    third = bj.seal(example_event("lead.submitted", sealed=True))
     await publish(js, bus, third, third.envelope.id)
 
     await replay_refused(bus, js, replay_first, first, second, third, replayed=first)
@@ -97,7 +100,7 @@ async def test_replay_with_the_same_msg_id_after_the_duplicate_window(
     stream = await js.stream_info(bus.settings.stream)
     assert stream.config.duplicate_window == 1.0
     bj = OriginChain(signers["BJ"])
-    first = bj.seal(example_event("lead.submitted"))
+    first = bj.seal(example_event("lead.submitted", sealed=True))
     seq, _ = await publish(js, bus, first, first.envelope.id)
     await eventually(lambda: received(bus, first), what="the lead at TJ")
 
@@ -109,7 +112,7 @@ async def test_replay_with_the_same_msg_id_after_the_duplicate_window(
 
     replay_seq = await eventually(stored_again, timeout=15.0, what="the duplicate window to expire")
     assert replay_seq > seq
-    second = bj.seal(example_event("lead.submitted"))
+    second = bj.seal(example_event("lead.submitted", sealed=True))
     await publish(js, bus, second, second.envelope.id)
     await replay_refused(bus, js, replay_seq, first, second, replayed=first)
 
@@ -118,13 +121,13 @@ async def test_replay_reaches_a_restarted_adapter(bus: Bus, js: JetStreamContext
     """What the adapter saw is durable: after a restart the replay is still refused."""
     await bus.start("TJ")
     bj = OriginChain(signers["BJ"])
-    first = bj.seal(example_event("lead.submitted"))
+    first = bj.seal(example_event("lead.submitted", sealed=True))
     await publish(js, bus, first, first.envelope.id)
     await eventually(lambda: received(bus, first), what="the lead at TJ")
     await quiesce(bus)
     await bus.stop()
     await bus.start("TJ")
     replay_seq, _ = await publish(js, bus, first, new_event_id())
-    second = bj.seal(example_event("lead.submitted"))
+    second = bj.seal(example_event("lead.submitted", sealed=True))
     await publish(js, bus, second, second.envelope.id)
     await replay_refused(bus, js, replay_seq, first, second, replayed=first)

@@ -3,8 +3,9 @@
 * The addressee's handler gets plain data while the stream (what the coordinator and the
   auditor read) holds only ciphertext, still verifiable with the roster.
 * A broadcast is sealed once per receiving region, and each of them reads it.
-* An event the addressee cannot unseal is dead-lettered (``unseal_failed``); a plain value
-  from an older producer is accepted, with a warning naming the field (not the value).
+* An event the addressee cannot unseal is dead-lettered (``unseal_failed``); personal data
+  sent in the clear is refused (``personal_data_unsealed``), or accepted with a warning
+  naming the field (not the value) where ``XREGION_UNSEALED_PERSONAL_DATA=accept``.
 * The full demo: neither its output nor its logs (``-v --log-format json``), nor the stream
   as the coordinator sees it, contain any of the demo's personal data.
 """
@@ -34,6 +35,7 @@ from xregion.contracts.common import Sealed
 from xregion.demo import run_demo
 from xregion.examples import PAYLOADS
 from xregion.ops.server import EmbeddedServer
+from xregion.runtime.settings import RuntimeSettings
 from xregion.sealing import recipients, seal_data, sensitive_values
 
 pytestmark = pytest.mark.anyio
@@ -127,43 +129,102 @@ async def test_handler_reads_plain_data_while_the_stream_holds_only_ciphertext(b
         assert rows and not leaks(b"".join(bytes(r[0]) for r in rows).decode("utf-8")), region
 
 
-async def test_an_event_the_addressee_cannot_unseal_is_dead_lettered(bus: Bus) -> None:
-    """BJ is played outside any adapter, with its key: a plain legacy event, one sealed to
-    the wrong region, then a correct one."""
-    await bus.start("TJ")
-    bj = OriginChain(bus.signers["BJ"], registry=load_config().regions)
-    model = CATALOG.get("lead", "submitted").model
-    nc = await bus.raw()
-    js = nc.jetstream()
+class PlayedBJ:
+    """BJ played outside any adapter, with its key, publishing leads to TJ: sealed to the keys
+    of ``to_keys_of`` (None: personal data in the clear, as a producer that does not seal)."""
 
-    async def publish(to_keys_of: str | None) -> str:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.chain = OriginChain(bus.signers["BJ"], registry=load_config().regions)
+
+    async def publish(self, js: Any, to_keys_of: str | None) -> str:
         event = example_event("lead.submitted", sender="BJ", to="TJ", time=datetime.now(UTC))
         if to_keys_of is not None:
-            keys = recipients(bus.roster, [to_keys_of], datetime.now(UTC))
-            event["data"] = seal_data(model, event["data"], keys)
-        decoded = bj.seal(event)
+            keys = recipients(self.bus.roster, [to_keys_of], datetime.now(UTC))
+            event["data"] = seal_data(CATALOG.get("lead", "submitted").model, event["data"], keys)
+        decoded = self.chain.seal(event)
         await js.publish(decoded.subject, encode(decoded.wire), headers={"Nats-Msg-Id": decoded.envelope.id})
         return decoded.envelope.id
 
+
+def handled_ids(bus: Bus) -> set[str]:
+    return {d.event.envelope.id for d in bus.received.get("TJ", [])}
+
+
+async def all_handled(bus: Bus, *event_ids: str) -> bool:
+    return set(event_ids) <= handled_ids(bus)
+
+
+async def test_an_event_the_addressee_cannot_unseal_is_dead_lettered(bus: Bus) -> None:
+    """One lead sealed to the wrong region, then a correct one."""
+    await bus.start("TJ")
+    bj = PlayedBJ(bus)
+    nc = await bus.raw()
     try:
-        with capture_logs() as logs:
-            legacy = await publish(None)
-            wrong = await publish("HE")
-            right = await publish("TJ")
-
-            async def handled() -> bool:
-                return {legacy, right} <= {d.event.envelope.id for d in bus.received.get("TJ", [])}
-
-            await eventually(handled, 10.0, "TJ to handle the legacy and the correctly sealed events")
-            (letter,) = await eventually(lambda: bus.dead_letters("TJ"), 10.0, "a dead letter")
+        wrong = await bj.publish(nc.jetstream(), "HE")
+        right = await bj.publish(nc.jetstream(), "TJ")
+        await eventually(lambda: all_handled(bus, right), 10.0, "TJ to handle the sealed lead")
+        (letter,) = await eventually(lambda: bus.dead_letters("TJ"), 10.0, "a dead letter")
         assert letter.event_id == wrong and letter.reason["code"] == "unseal_failed"
         assert letter.reason["field"].startswith("data.suspects.0.")
         assert letter.reason["recipients"] == [bus.signers["HE"].key_id]
-        assert wrong not in {d.event.envelope.id for d in bus.received.get("TJ", [])}
+        assert handled_ids(bus) == {right}
+        assert bus.received["TJ"][0].payload.suspects[1].name == "张某"  # type: ignore[attr-defined]
+    finally:
+        await nc.close()
+
+
+async def test_personal_data_in_the_clear_is_refused_by_default(bus: Bus) -> None:
+    """The default receiver keeps evidence: a lead whose personal data travels in the clear is
+    dead-lettered ``personal_data_unsealed`` naming the fields (never their values), raises no
+    security alert, and — authentic and in chain — advances BJ's link: the next, sealed lead
+    is delivered."""
+    assert bus.settings.unsealed_personal_data == "refuse"
+    await bus.start("TJ")
+    bj = PlayedBJ(bus)
+    nc = await bus.raw()
+    try:
+        with capture_logs() as logs:
+            clear = await bj.publish(nc.jetstream(), None)
+            sealed = await bj.publish(nc.jetstream(), "TJ")
+            await eventually(lambda: all_handled(bus, sealed), 10.0, "TJ to handle the sealed lead")
+            (letter,) = await eventually(lambda: bus.dead_letters("TJ"), 10.0, "a dead letter")
+        assert letter.event_id == clear and letter.code == "personal_data_unsealed"
+        assert (letter.region, letter.original_subject) == ("TJ", "xregion.v1.lead.submitted.BJ.TJ")
+        fields = letter.reason["fields"]
+        assert {"data.suspects.0.name", "data.suspects.1.name", "data.suspects.0.address"} <= set(fields)
+        assert not leaks(json.dumps(letter.reason, ensure_ascii=False))
+        assert handled_ids(bus) == {sealed}
+        assert await bus.alerts("TJ") == []
+        refused = [line for line in logs if line["event"] == "event dead-lettered"]
+        assert [line["reason"] for line in refused] == ["personal_data_unsealed"]
+        assert not [line for line in logs if line["event"] == "personal data received unsealed"]
+        assert not leaks(json.dumps(logs, ensure_ascii=False, default=str))
+    finally:
+        await nc.close()
+
+
+async def test_personal_data_in_the_clear_is_accepted_with_a_warning_when_configured(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``XREGION_UNSEALED_PERSONAL_DATA=accept`` (a migration setting for producers that do not
+    seal yet): delivered, with a warning naming the fields, not the values."""
+    monkeypatch.setenv("XREGION_UNSEALED_PERSONAL_DATA", "accept")
+    bus.settings = RuntimeSettings(ack_wait_s=5.0, max_deliver=5)
+    assert bus.settings.unsealed_personal_data == "accept"
+    await bus.start("TJ")
+    bj = PlayedBJ(bus)
+    nc = await bus.raw()
+    try:
+        with capture_logs() as logs:
+            clear = await bj.publish(nc.jetstream(), None)
+            sealed = await bj.publish(nc.jetstream(), "TJ")
+            await eventually(lambda: all_handled(bus, clear, sealed), 10.0, "TJ to handle both leads")
+        assert await bus.dead_letters("TJ") == []
         for delivery in bus.received["TJ"]:
             assert delivery.payload.suspects[1].name == "张某"  # type: ignore[attr-defined]
         warnings = [line for line in logs if line["event"] == "personal data received unsealed"]
-        assert [w["event_id"] for w in warnings] == [legacy]
+        assert [w["event_id"] for w in warnings] == [clear]
         assert "data.suspects.1.name" in warnings[0]["fields"]
         assert not leaks(json.dumps(logs, ensure_ascii=False, default=str))
     finally:

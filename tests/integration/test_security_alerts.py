@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 
 from tests.bus import Bus, eventually
 from tests.integration.helpers import quiesce
-from tests.support import OriginChain, example_event
+from tests.support import OriginChain, example_event, example_payload
 from xregion.codec import DecodedEvent, encode
 from xregion.ids import new_event_id
 from xregion.runtime.alerts import SECURITY_CODES, SecurityAlert, SecurityAlerts
@@ -38,7 +38,7 @@ async def publish(js: JetStreamContext, bus: Bus, subject: str, wire: dict[str, 
 
 
 def lead(sender: str = "BJ", to: str = "TJ") -> dict[str, Any]:
-    return example_event("lead.submitted", sender=sender, to=to)
+    return example_event("lead.submitted", sender=sender, to=to, sealed=True)
 
 
 def peek(chain: OriginChain, event: dict[str, Any], signer: Signer | None = None) -> DecodedEvent:
@@ -56,8 +56,9 @@ def flip_signature(wire: dict[str, Any]) -> dict[str, Any]:
 
 
 def personal_strings(wire: dict[str, Any]) -> list[str]:
-    data = wire["data"]
-    return [data["title"], data["summary"], *(s["name"] for s in data["suspects"])]
+    """The event's texts and its personal data as the sender wrote them (before sealing)."""
+    data, plain = wire["data"], example_payload("lead.submitted")
+    return [data["title"], data["summary"], *(s["name"] for s in plain["suspects"])]
 
 
 async def received(bus: Bus, *events: DecodedEvent) -> bool:

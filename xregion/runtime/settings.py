@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,5 +63,12 @@ class RuntimeSettings(BaseSettings):
         gt=0,
         description="How often an adapter publishes its signed checkpoint of the origin chain heads it has seen "
         "(only when they changed), for the auditor's cross-witness check.",
+    )
+    unsealed_personal_data: Literal["refuse", "accept"] = Field(
+        default="refuse",
+        description="What the consumer does with an event whose personal-data fields arrive in the "
+        "clear instead of sealed: refuse it (dead letter personal_data_unsealed, the default: such data has "
+        "already been exposed to the broker, the coordinator and the auditor) or accept it with a warning naming "
+        "the fields (a migration setting for producers that do not seal yet).",
     )
     log_format: str = Field(default="auto", description="auto | json | console")

@@ -51,7 +51,7 @@ def nice_max(value: float) -> float:
     quarter = value / 4
     power = 10 ** math.floor(math.log10(quarter))
     for step in (1, 2, 2.5, 5, 10):
-        if quarter <= step * power and (step * power).is_integer():
+        if quarter <= step * power and float(step * power).is_integer():
             return float(4 * step * power)
     return float(40 * power)
 

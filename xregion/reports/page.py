@@ -19,7 +19,7 @@ body{margin:0;color:var(--fg);background:#f6f7f9;font:14px/1.5 "Noto Sans CJK SC
  "WenQuanYi Zen Hei","PingFang SC","Microsoft YaHei",system-ui,sans-serif}
 header.report{background:var(--accent);color:#fff;padding:14px 24px}
 header.report h1{margin:0;font-size:22px}
-header.report .en{opacity:.85;font-size:13px}
+header.report .en{color:#fff;opacity:.85;font-size:13px}
 main.report{max-width:1280px;margin:0 auto;padding:12px 24px 40px}
 section{background:#fff;border:1px solid var(--line);border-radius:6px;padding:10px 16px;margin:14px 0}
 h2{font-size:17px;margin:4px 0 10px;border-left:4px solid var(--accent);padding-left:8px}

@@ -28,7 +28,10 @@ Principles (ARCHITECTURE §5 *Security* and §7, field notes pitfalls 10, 13, 14
   bucket by direct get (never through a consumer); nobody but ``ADMIN`` purges or deletes.
 * ``COORD`` reads everything by direct get and publishes only escalations (``<from>`` =
   ``COORD``); ``AUDIT`` reads everything by direct get and publishes nothing on
-  ``xregion.>``; ``ADMIN`` declares the topology (``$JS.API.>``) and publishes no events.
+  ``xregion.>`` but the verifiable log's checkpoints (``xregion.checkpoint.AUDIT``);
+  ``ADMIN`` declares the topology (``$JS.API.>``) and publishes no events.
+* Each region, a witness of that log, reads exactly one message of the dead-letter stream:
+  the last on ``xregion.checkpoint.AUDIT`` (a direct get by subject, :mod:`xregion.adapter.witness`).
 """
 
 from __future__ import annotations
@@ -134,6 +137,11 @@ def _direct_reader(stream: str) -> list[str]:
     ]
 
 
+def _last_of(stream: str, subject: str) -> str:
+    """Read the last message on ``subject`` of ``stream`` (a direct get by subject), nothing else."""
+    return f"{JS_API}.DIRECT.GET.{stream}.{subject}"
+
+
 def _evidence_reader(names: BusNames, regions: Iterable[str]) -> list[str]:
     """Object info and chunks of every region's bucket, by direct get (``xregion.evidence``)."""
     out = []
@@ -179,6 +187,7 @@ def region_permissions(region: str, names: BusNames = DEFAULT_NAMES, regions: It
         f"{JS_API}.INFO",
         *_stream_info(names.stream, names.dead_letter_stream),
         *_durable_reader(names.stream, consumer_name(region)),
+        _last_of(names.dead_letter_stream, f"{CHECKPOINT_ROOT}.{AUDITOR}"),
         *_evidence_reader(names, codes),
         *_evidence_writer(names, region),
     ]
@@ -207,7 +216,10 @@ def coordinator_permissions(names: BusNames = DEFAULT_NAMES, regions: Iterable[s
 
 
 def auditor_permissions(names: BusNames = DEFAULT_NAMES, regions: Iterable[str] = ()) -> Permissions:
-    """Reads everything by direct get; publishes no event and creates no consumer.
+    """Reads everything by direct get; publishes no event and creates no consumer. Its one
+    publication is the verifiable log's checkpoint (``xregion.checkpoint.AUDIT``), which the
+    regions' witnesses cosign; every other subject under ``xregion.`` of four tokens or more
+    (events, dead letters, alerts) stays denied.
 
     A consumer-create request, whatever its subject, carries the consumer's configuration:
     one with a ``deliver_subject`` makes the server publish every message it selects there
@@ -215,6 +227,7 @@ def auditor_permissions(names: BusNames = DEFAULT_NAMES, regions: Iterable[str] 
     rewrites it (measured with nats-server 2.15). Readers therefore read by sequence.
     """
     publish = [
+        f"{CHECKPOINT_ROOT}.{AUDITOR}",
         f"{JS_API}.INFO",
         *_stream_info(names.stream, names.dead_letter_stream),
         f"{JS_API}.CONSUMER.INFO.{names.stream}.>",
@@ -225,7 +238,9 @@ def auditor_permissions(names: BusNames = DEFAULT_NAMES, regions: Iterable[str] 
         *_evidence_reader(names, regions),
     ]
     subscribe = [f"{ROOT}.>", f"{inbox_prefix(AUDITOR)}.>"]
-    return Permissions("auditor", tuple(dict.fromkeys(publish)), tuple(subscribe), publish_deny=(f"{ROOT}.>",))
+    return Permissions(
+        "auditor", tuple(dict.fromkeys(publish)), tuple(subscribe), publish_deny=(f"{ROOT}.*.*.>",)
+    )
 
 
 def operator_permissions() -> Permissions:

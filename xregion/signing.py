@@ -91,6 +91,11 @@ class Signer:
         """The 32-byte private seed, for writing the key file; handle with care."""
         return bytes(self._key)
 
+    def sign_bytes(self, message: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of ``message`` as it is (signed notes, witness
+        cosignatures, evidence manifests: formats whose bytes are fixed, not JSON)."""
+        return bytes(self._key.sign(message).signature)
+
     def sign(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of ``event`` with this key's ``keyid`` and the ``signature`` attached."""
         unsigned = {k: v for k, v in event.items() if k != SIGNATURE}

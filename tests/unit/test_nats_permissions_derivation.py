@@ -65,6 +65,10 @@ def test_region_reads_its_own_durable_and_writes_its_own_evidence_only() -> None
         p for p in perms.publish if p.startswith(("$JS.API.STREAM.MSG.GET.XREGION", "$JS.API.DIRECT.GET.XREGION."))
     ]
     assert "$JS.API.DIRECT.GET.XREGION" not in perms.publish
+    # of the dead-letter stream, a witness reads the log's latest checkpoint and nothing else
+    assert [p for p in perms.publish if p.startswith("$JS.API.DIRECT.GET.XREGION_DLQ")] == [
+        "$JS.API.DIRECT.GET.XREGION_DLQ.xregion.checkpoint.AUDIT"
+    ]
     assert [p for p in perms.publish if p.startswith("$O.")] == ["$O.XREGION_EVIDENCE_TJ.>"]
     for region in REGIONS:  # reads every region's evidence by direct get
         assert f"$JS.API.DIRECT.GET.OBJ_XREGION_EVIDENCE_{region}.>" in perms.publish
@@ -75,7 +79,9 @@ def test_coordinator_and_auditor() -> None:
     escalations = [p for p in coord.publish if p.startswith("xregion.")]
     assert escalations and all(p.split(".")[2] == "escalation" and p.split(".")[4] == "COORD" for p in escalations)
     assert "xregion.>" in coord.subscribe and "xregion.>" in audit.subscribe
-    assert audit.publish_deny == ("xregion.>",) and not [p for p in audit.publish if p.startswith("xregion.")]
+    # the auditor publishes one subject under xregion.: the verifiable log's checkpoints
+    assert [p for p in audit.publish if p.startswith("xregion.")] == ["xregion.checkpoint.AUDIT"]
+    assert audit.publish_deny == ("xregion.*.*.>",)  # events, dead letters, alerts: four tokens or more
     for perms in (coord, audit):
         assert "$JS.API.DIRECT.GET.XREGION" in perms.publish and "$JS.API.DIRECT.GET.XREGION_DLQ" in perms.publish
 

@@ -31,6 +31,7 @@ from tenacity import (
 
 from xregion.adapter.asyncapi import declare_channels
 from xregion.adapter.client import RegionClient, system_clock
+from xregion.adapter.witness import Witness
 from xregion.chain import ChainHead
 from xregion.checkpoint import checkpoint_subject, sign_checkpoint
 from xregion.config import BusConfig, load_config
@@ -38,6 +39,7 @@ from xregion.contracts.catalog import CATALOG, Catalog
 from xregion.errors import ConfigError, XRegionError
 from xregion.keys import ROSTER_FILE, load_retired_signers, load_signer, private_key_path
 from xregion.logs import StructlogBridge
+from xregion.note import default_origin
 from xregion.runtime.alerts import SecurityAlerts
 from xregion.runtime.connection import ClientIdentity, ConnectGate, connection_options
 from xregion.runtime.consumer import Consumer, Delivery, Handler
@@ -149,6 +151,8 @@ class Adapter:
         self._depth_task: asyncio.Task[None] | None = None
         self._depth_stale = False
         self._checkpointed: dict[str, ChainHead] | None = None
+        self.witness: Witness | None = None
+        """This region's witness of the verifiable log (:mod:`xregion.adapter.witness`)."""
 
     @classmethod
     def from_keys_dir(cls, region: str, keys_dir: Path, **kwargs: Any) -> Adapter:
@@ -265,6 +269,16 @@ class Adapter:
             stream=self.settings.dead_letter_stream,
             retry_s=self.settings.alert_retry_s,
         )
+        self.witness = Witness(
+            self.region,
+            self.store,
+            js,
+            lambda: self.signer,
+            lambda: self.roster.roster if isinstance(self.roster, LiveRoster) else self.roster,
+            origin=default_origin(self.settings.stream),
+            dead_letter_stream=self.settings.dead_letter_stream,
+            alerts=self.alerts,
+        )
         self.consumer = Consumer(
             region=self.region,
             js=js,
@@ -328,6 +342,11 @@ class Adapter:
                 await self.publish_checkpoint()
             except Exception as exc:  # the broker away, or a stream without the checkpoint subject
                 log.warning("checkpoint not published", region=self.region, error=type(exc).__name__)
+            try:
+                if self.witness is not None:
+                    await self.witness.step()
+            except Exception as exc:  # the broker away; the next round tries again
+                log.warning("log checkpoint not witnessed", region=self.region, error=type(exc).__name__)
 
     async def _answer(self, referral_id: str, event_type: str, data: dict[str, Any], causation_id: str) -> Any:
         """Automatic receipts from the consumer go through the same outbox as everything else."""

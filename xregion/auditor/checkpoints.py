@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from xregion.auditor.replay import CHECKPOINT_FORK, CHECKPOINT_INVALID, Anomaly, Attestation, Record
 from xregion.checkpoint import checkpoint_subject, verify_checkpoint
 from xregion.errors import XRegionError
+from xregion.note import is_tlog_message
 from xregion.signing import KeyRoster
 
 
@@ -36,6 +37,8 @@ def collect(records: Iterable[Record], roster: KeyRoster) -> CheckpointSet:
     """Verify stored checkpoints and fold them into attestations (see the module doc)."""
     out = CheckpointSet()
     for record in records:
+        if is_tlog_message(record.raw):
+            continue  # the verifiable log's checkpoints and cosignatures (xregion audit log verify)
         try:
             checkpoint = verify_checkpoint(record.raw, roster)
         except XRegionError as exc:

@@ -31,6 +31,10 @@ from xregion.cli import bench as bench_cli  # noqa: E402
 
 app.command("bench")(bench_cli.bench)
 
+from xregion.cli import evidence as evidence_cli  # noqa: E402
+
+evidence_cli.register(audit.app)
+
 from xregion.cli import report as report_cli  # noqa: E402
 
 app.add_typer(report_cli.app, name="report")

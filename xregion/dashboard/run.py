@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 
 import structlog
 
@@ -99,13 +100,28 @@ class DashboardStack:
 
 
 async def serve_dashboard(coordinator: Coordinator, *, host: str, port: int) -> None:
-    """Run until uvicorn is told to stop (SIGINT/SIGTERM), then stop the coordinator."""
+    """Run until SIGTERM or SIGINT, then stop the web server and the coordinator (its
+    connection and stores closed) and return: ``xregion dashboard`` exits 0."""
     stack = await DashboardStack(coordinator, host=host, port=port).start()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def shut_down(sig: signal.Signals) -> None:
+        log.info("dashboard stopping", signal=sig.name)
+        assert stack.dashboard is not None and stack.server is not None
+        stack.dashboard.close()  # live-update streams end now, not at uvicorn's graceful timeout
+        stack.server.server.should_exit = True
+
+    for sig in signals:
+        loop.add_signal_handler(sig, shut_down, sig)
     try:
         await stack.wait()
     finally:
         with contextlib.suppress(asyncio.CancelledError):
             await stack.stop()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    log.info("dashboard stopped", store=str(coordinator.projection.path))
 
 
 __all__ = ["DashboardStack", "declare_streams", "serve_dashboard"]

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 
 import uvicorn
 
 from xregion.dashboard.app import Dashboard
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handling. uvicorn's own catches SIGTERM/SIGINT, shuts the
+    server down, then raises the signal again once ``serve()`` returns: the process dies of
+    it (exit -15) inside the server's task, before whoever runs the server has stopped
+    anything else (the coordinator's connection, its stores). The process that owns the
+    signals (:func:`xregion.dashboard.run.serve_dashboard`) stops the server itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class DashboardServer:
     """A uvicorn server for a :class:`Dashboard`, as a task of the running loop.
 
-    ``port=0`` picks a free port; :attr:`url` is known once :meth:`start` returned.
+    ``port=0`` picks a free port; :attr:`url` is known once :meth:`start` returned. It
+    handles no signals: :meth:`stop` it (``serve_dashboard`` does on SIGTERM/SIGINT).
     """
 
     def __init__(self, dashboard: Dashboard, *, host: str = "127.0.0.1", port: int = 8080) -> None:
@@ -29,7 +43,7 @@ class DashboardServer:
             access_log=False,
             timeout_graceful_shutdown=3,
         )
-        self.server = uvicorn.Server(self.config)
+        self.server = _Server(self.config)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -50,7 +64,7 @@ class DashboardServer:
         return self
 
     async def wait(self) -> None:
-        """Until the server stops (``should_exit``, or a signal uvicorn handles)."""
+        """Until the server stops (``should_exit``, :meth:`stop`)."""
         if self._task is not None:
             await self._task
 

@@ -59,6 +59,8 @@ class Regions:
             await gateway.stop()
         for receiver in self.receivers.values():
             receiver.stop()
+        # every webhook a test received is what schemas/openapi.json's webhooks section describes
+        assert [p for r in self.receivers.values() for p in r.invalid] == []
 
 
 @pytest.fixture
@@ -111,6 +113,15 @@ async def test_lead_round_trip_over_http(regions: Regions) -> None:
         "BJ's webhook to get the acceptance",
     )
     assert regions.receivers["TJ"].bad_signatures == regions.receivers["BJ"].bad_signatures == 0
+    # each real webhook body and its headers validate against the OpenAPI webhooks section
+    for region in ("BJ", "TJ"):
+        assert regions.receivers[region].invalid == []
+        assert regions.receivers[region].checked >= len(regions.receivers[region].events) > 0
+    assert {e["event_type"] for r in regions.receivers.values() for e in r.events} >= {
+        "lead.submitted",
+        "lead.received",
+        "lead.accepted",
+    }
 
     # Idempotency: the same key and body return the first answer; nothing is sent twice.
     again = await bj.post("/v1/referrals", json=lead(), headers={"Idempotency-Key": "BJ-case-0001"})

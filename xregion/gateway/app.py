@@ -34,9 +34,32 @@ from xregion.gateway.models import (
     Referral,
     SendRequest,
     Submitted,
+    WebhookEvent,
 )
+from xregion.ids import EVENT_ID
 from xregion.lifecycle import ReferralState
 from xregion.runtime.store import Store
+
+WEBHOOK = "inboundEvent"
+"""Name of the webhook in the OpenAPI document's ``webhooks`` section."""
+WEBHOOK_DESCRIPTION = """\
+The adapter POSTs every inbound event it has verified and stored (receipts and escalations
+included) to the regional system's URL (`--webhook-url`), one at a time, oldest first, as
+JSON (`Content-Type: application/json`, UTF-8).
+
+**Signature.** `X-Xregion-Signature` is `sha256=` followed by the lower-case hex
+HMAC-SHA256 keyed with the UTF-8 bytes of the shared secret (`XREGION_WEBHOOK_SECRET`), over
+the `X-Xregion-Timestamp` value, a full stop (`.`) and the raw body bytes. Check it on the
+bytes received, before parsing, with a constant-time comparison, and refuse a timestamp more
+than 300 seconds from your clock (a replayed request); `xregion.gateway.webhooks.verify` is
+the reference check.
+
+**Answer.** 2xx once the event is stored on your side. Anything else, or no answer within
+10 s, is retried with exponential backoff (1 s doubling up to 5 min; a failing event holds
+back the ones after it); after `--webhook-attempts` (default 8) the event is dead-lettered
+(`GET /v1/webhooks/dead-letters`) and the next one goes. A retried event has the same
+`event_id` (and `X-Xregion-Event-Id`): use it as the idempotency key. Each attempt has its
+own timestamp and signature."""
 
 PROBLEM = "application/problem+json"
 DOCS_ASSETS = "/docs-assets"
@@ -295,6 +318,48 @@ def create_app(state: GatewayState | None = None) -> FastAPI:
         if gw.dispatcher is None or not await gw.dispatcher.retry_dead(event_id):
             raise NotFound(f"no dead webhook for event {event_id}", event_id=event_id)
         return {"event_id": event_id, "status": "pending"}
+
+    @app.webhooks.post(
+        WEBHOOK,
+        status_code=204,
+        summary="An inbound event, POSTed by the adapter to the regional system",
+        description=WEBHOOK_DESCRIPTION,
+        tags=["webhooks"],
+        operation_id=WEBHOOK,
+        responses={
+            204: {"description": "Stored by the regional system (any 2xx is accepted)."},
+            "default": {"description": "Not accepted: the adapter retries, then dead-letters the event."},
+        },
+    )
+    def inbound_event(
+        body: WebhookEvent,
+        event_id: Annotated[
+            str,
+            Header(
+                alias=webhooks.EVENT_ID_HEADER,
+                pattern=EVENT_ID.pattern,
+                description="The event's id, as in the body's event_id: the idempotency key.",
+            ),
+        ],
+        timestamp: Annotated[
+            str,
+            Header(
+                alias=webhooks.TIMESTAMP_HEADER,
+                pattern=r"^[0-9]{1,12}$",
+                description="When this attempt was sent: Unix time in whole seconds, decimal ASCII "
+                "(e.g. 1795674600). Signed together with the body; refuse one more than 300 s from your clock.",
+            ),
+        ],
+        signature: Annotated[
+            str,
+            Header(
+                alias=webhooks.SIGNATURE_HEADER,
+                pattern=r"^sha256=[0-9a-f]{64}$",
+                description="sha256=<lower-case hex HMAC-SHA256(UTF-8 secret, timestamp + '.' + raw body)>.",
+            ),
+        ],
+    ) -> None:
+        """Declared for the OpenAPI document only: the adapter sends it, the gateway never serves it."""
 
     return app
 

@@ -2,7 +2,9 @@
 
 The bodies of ``POST /v1/referrals`` and ``POST /v1/referrals/{id}/events`` are unions
 discriminated by ``event_type``: one member per event type, whose ``data`` is that event's
-contract model — so the OpenAPI document carries the same schemas as ``schemas/v1/``.
+contract model — so the OpenAPI document carries the same schemas as ``schemas/v1/``. So is
+the body of the webhook the adapter POSTs to the regional system (:data:`WebhookEvent`, the
+``webhooks`` section of the OpenAPI document), with every v1 event type it may receive.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from xregion.contracts.catalog import CATALOG, Catalog, EventType
+from xregion.envelope import HANDLING
+from xregion.ids import EVENT_ID
 from xregion.lifecycle import LIFECYCLES
+from xregion.regions import PARTY_CODE
 
 COORDINATOR_FAMILIES = frozenset({"escalation"})
 """Families only the coordinator (``COORD``) publishes (:mod:`xregion.permissions`): not
@@ -61,6 +66,57 @@ def _reduce_union(members: list[Any]) -> Any:
 
 OpenRequest = _union(CATALOG, opening=True)
 SendRequest = _union(CATALOG, opening=False)
+
+
+class WebhookEventBase(BaseModel):
+    """An inbound event, as the adapter POSTs it to the regional system's webhook: verified,
+    its personal data opened, with the referral's state once it is applied.
+
+    The adapter sends each inbound event (receipts and escalations included) once it has
+    stored it, in order, until the system answers 2xx; ``event_id`` is the idempotency key.
+    """
+
+    event_id: str = Field(
+        pattern=EVENT_ID.pattern,
+        description="The event's id (UUIDv7), also in the X-Xregion-Event-Id header: the receiver's "
+        "idempotency key (a retried webhook carries the same id).",
+    )
+    referral_id: str = Field(
+        pattern=r"^[A-Z]{2,8}-[0-9a-f-]{36}$", description="The referral (the envelope's subject)."
+    )
+    sender: str = Field(pattern=PARTY_CODE.pattern, description="The sending region, or COORD for escalations.")
+    to: str = Field(pattern=PARTY_CODE.pattern, description="The addressee: this region, or ALL for a broadcast.")
+    source: str = Field(description="The envelope's source, urn:xregion:<sender>:<agency>.")
+    time: str = Field(
+        json_schema_extra={"format": "date-time"}, description="The event's time as the sender signed it (RFC 3339)."
+    )
+    handling: str = Field(pattern=HANDLING.pattern, description="Handling codes H0-H3, comma-separated.")
+    answer_by: date | None = Field(
+        description="The deadline the sender signed (the envelope's answerby: answer by the end of that day, "
+        "UTC+8), or null when the event sets none."
+    )
+    state_after: str = Field(
+        description="The referral's lifecycle state once this event is applied (for a broadcast, the "
+        "sender's own track)."
+    )
+
+
+def _webhook_union(catalog: Catalog) -> Any:
+    members: list[Any] = []
+    for kind in catalog.versions(1):
+        fields: dict[str, Any] = {
+            "event_type": (Literal[kind.name], Field(description="The event's `<family>.<event>`.")),
+            "data": (
+                kind.model,
+                Field(description=f"The event's data ({kind.dataschema}), personal data opened (plain)."),
+            ),
+        }
+        members.append(create_model(f"Webhook{_camel(kind.name)}", __base__=WebhookEventBase, **fields))
+    return Annotated[_reduce_union(members), Field(discriminator="event_type")]
+
+
+WebhookEvent = _webhook_union(CATALOG)
+"""The webhook's JSON body: one member per v1 event type, discriminated by ``event_type``."""
 
 
 class Submitted(BaseModel):

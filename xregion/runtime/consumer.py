@@ -433,8 +433,15 @@ class Consumer:
                 await self._dead_letter(exc, msg, envelope.id, bound, security=True)
                 return "term"
         seen_at = await self.store.lookup(lambda db: Store.inbox_stream_seq(db, envelope.id))
-        if seen_at not in (None, stream_seq, 0) and await self._restore_applied():
+        # A copy at another position may be a re-publication after a restore, not a replay; so
+        # may one at the very position the event had, if the restore is not applied here yet
+        # (re-published first thing, it can come back where it was): apply it, then judge.
+        if seen_at not in (None, 0) and await self._restore_applied():
             seen_at = await self.store.lookup(lambda db: Store.inbox_stream_seq(db, envelope.id))
+        if seen_at == 0 and await self.store.lookup(lambda db: Store.reposition_inbox(db, envelope.id, stream_seq)):
+            # handled before a restore lost its stream position; its origin re-published it
+            log.info("re-published copy of a handled event acknowledged", **bound)
+            return "ack"
         if seen_at in (stream_seq, 0):
             log.info("duplicate delivery ignored", **bound)
             return "ack"

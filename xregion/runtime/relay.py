@@ -23,6 +23,15 @@ Before its first publish and again after every reconnect the relay has the strea
 (``check_stream``: the adapter applies a restore mark, :mod:`xregion.runtime.restores`), and
 it publishes nothing while disconnected: a broker restored from a backup while the relay
 waited gets the events it lost re-published first, then the newer ones, in origin order.
+
+Every origin re-publishes on its own, so after a restore an answer could reach the stream
+before the event it answers (BJ's receipt for TJ's lead before TJ has re-published the lead):
+the relay holds back an event whose cause (``causationid``) is an event this region handled
+beyond the backup until the cause's re-published copy has come back through the region's
+consumer — and the events after it, to keep origin order — for at most ``hold_s`` seconds
+(``XREGION_RESTORE_HOLD_S``; the cause's origin may have lost its store too), then publishes
+anyway and logs an error. Causes always precede their answers, so no two regions can hold
+each other.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -52,6 +63,11 @@ log = structlog.get_logger("xregion.relay")
 
 PUBLISH_TIMEOUT_S = 5.0
 IDLE_RECHECK_S = 5.0
+HOLD_RECHECK_S = 0.25
+"""How often a relay holding an answer back checks whether its cause has come back."""
+RESTORE_HOLD_ENV = "XREGION_RESTORE_HOLD_S"
+RESTORE_HOLD_S = 300.0
+"""How long, by default, an answer waits after a restore for the event it answers."""
 MAX_BATCH = 256
 """Events per atomic batch (the server accepts up to 1,000)."""
 MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -59,6 +75,15 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 ATOMIC_DISABLED = 10174
 """JetStream error code: the stream does not allow atomic batches."""
+
+
+def restore_hold_s() -> float:
+    """``XREGION_RESTORE_HOLD_S`` (seconds, default :data:`RESTORE_HOLD_S`)."""
+    try:
+        return max(0.0, float(os.environ.get(RESTORE_HOLD_ENV) or RESTORE_HOLD_S))
+    except ValueError:
+        log.warning(f"{RESTORE_HOLD_ENV} is not a number of seconds; using {RESTORE_HOLD_S}")
+        return RESTORE_HOLD_S
 
 
 class Reconnected(Exception):
@@ -120,6 +145,7 @@ class Relay:
         max_backoff_s: float = 5.0,
         on_published: Callable[[OutboxRow, PubAck], Awaitable[None]] | None = None,
         check_stream: Callable[[], Awaitable[None]] | None = None,
+        hold_s: float | None = None,
     ) -> None:
         self.store = store
         self.js = js
@@ -140,6 +166,12 @@ class Relay:
         pending again); an error in it delays publishing, it never skips the check."""
         self._checked_at: int | None = None
         """The connection's reconnect count when the stream was last checked."""
+        self.hold_s = restore_hold_s() if hold_s is None else hold_s
+        """How long an answer waits for its cause after a restore."""
+        self._holds: dict[str, tuple[float, str]] = {}
+        """Event id held back → (since when, the id of the cause it waits for)."""
+        self._released: set[str] = set()
+        """Events published without their cause, ``hold_s`` having passed."""
 
     def notify(self) -> None:
         """A submission committed: there is work."""
@@ -171,12 +203,13 @@ class Relay:
         while True:
             self.wake.clear()
             await self._checked()
-            rows = await self.store.pending(self.batch)
+            pending = await self.store.pending(self.batch)
+            rows = await self._releasable(pending)
             if not rows:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
                 # that arrives as the event is set (notify() then stop()), and the relay never stops.
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(IDLE_RECHECK_S):
+                    async with asyncio.timeout(HOLD_RECHECK_S if pending else IDLE_RECHECK_S):
                         await self.wake.wait()
                 continue
             try:
@@ -184,6 +217,40 @@ class Relay:
                     await self._drain(run)
             except Reconnected:
                 log.info("reconnected: the stream is checked before publishing on")
+
+    async def _releasable(self, rows: list[OutboxRow]) -> list[OutboxRow]:
+        """``rows`` up to the first one that must wait for its cause to come back after a
+        restore (see the module's docstring), or all of them."""
+        if not rows:
+            return rows
+        ids = {row.event_id for row in rows}
+        self._holds = {k: v for k, v in self._holds.items() if k in ids}
+        self._released &= ids
+        while (waiting := await self.store.waiting_for_cause(rows, self._released)) is not None:
+            index, cause = waiting
+            row = rows[index]
+            if row.event_id not in self._holds:
+                self._holds[row.event_id] = (time.monotonic(), cause)
+                log.warning(
+                    "holding an answer back until the event it answers is re-published after the restore",
+                    event_id=row.event_id,
+                    subject=row.subject,
+                    cause=cause,
+                    hold_s=self.hold_s,
+                )
+            since, _ = self._holds[row.event_id]
+            if time.monotonic() - since < self.hold_s:
+                return rows[:index]
+            log.error(
+                "publishing an answer before the event it answers: not re-published within the hold "
+                "(its origin lost its store, or is not running); the auditor will report it",
+                event_id=row.event_id,
+                subject=row.subject,
+                cause=cause,
+                hold_s=self.hold_s,
+            )
+            self._released.add(row.event_id)
+        return rows
 
     async def _drain(self, rows: list[OutboxRow]) -> None:
         """Publish ``rows`` (as one atomic batch if it can) and record their acknowledgements."""

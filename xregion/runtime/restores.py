@@ -16,7 +16,12 @@ applied (:class:`RestoreMark`), and when it is new:
   order — before anything newer;
 * a region's inbox records the events it handled beyond ``restored_last_seq`` as "handled,
   position unknown" (stream sequence 0), so their re-published copies are acknowledged as
-  duplicates, never handled twice and never taken for a replay;
+  duplicates, never handled twice and never taken for a replay; the first copy's position is
+  recorded (a further copy is a replay again);
+* every origin re-publishes on its own, so a region's relay holds back an event answering
+  one of those until the answered event's copy has come back (its position recorded): no
+  answer precedes its cause in the stream (:mod:`xregion.runtime.relay`; at most
+  ``XREGION_RESTORE_HOLD_S``);
 * a projection whose position lies beyond ``restored_last_seq`` is folded again from the
   start (the coordinator's read model is derived; it then equals a rebuild).
 

@@ -30,7 +30,7 @@ import asyncio
 import contextvars
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS inbox (
     stream_seq  INTEGER,
     handled_at  TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS inbox_unpositioned ON inbox (event_id) WHERE stream_seq = 0;
 CREATE TABLE IF NOT EXISTS chain_heads (
     origin TEXT PRIMARY KEY,
     seq    INTEGER NOT NULL,
@@ -309,6 +310,43 @@ class Store:
             (mark.restored_at, mark.last_seq, now_iso(), count, unpositioned),
         )
         return RestoreRepair(mark, count, first, last, unpositioned)
+
+    async def waiting_for_cause(self, rows: list[OutboxRow], released: Collection[str] = ()) -> tuple[int, str] | None:
+        """The first of ``rows`` (but those ``released``) that answers an event this region
+        handled beyond a restored backup whose re-published copy has not come back yet (an
+        inbox event whose position the restore made unknown): ``(its index, the cause's id)``.
+        Published before the cause, the answer would precede it in the stream
+        (:mod:`xregion.runtime.restores`). ``None`` when nothing waits, at once when the
+        inbox holds no such event (always, but for a while after a restore)."""
+
+        def q(db: sqlite3.Connection) -> tuple[int, str] | None:
+            if db.execute("SELECT 1 FROM inbox WHERE stream_seq = 0 LIMIT 1").fetchone() is None:
+                return None
+            for index, row in enumerate(rows):
+                if row.event_id in released:
+                    continue
+                cause = json.loads(row.payload).get("causationid")
+                if (
+                    cause
+                    and db.execute("SELECT 1 FROM inbox WHERE event_id = ? AND stream_seq = 0", (cause,)).fetchone()
+                ):
+                    return index, str(cause)
+            return None
+
+        return await self.lookup(q)
+
+    @staticmethod
+    def reposition_inbox(db: sqlite3.Connection, event_id: str, stream_seq: int) -> bool:
+        """A handled event whose position a restore made unknown came back (re-published by
+        its origin) at ``stream_seq``: record it there, so that the answers waiting for it
+        may follow it (:meth:`waiting_for_cause`) and a further copy is a replay again."""
+        return (
+            db.execute(
+                "UPDATE inbox SET stream_seq = ? WHERE event_id = ? AND COALESCE(stream_seq, 0) = 0",
+                (stream_seq, event_id),
+            ).rowcount
+            > 0
+        )
 
     async def mark_published(self, acks: list[tuple[int, int]]) -> None:
         """``acks``: (outbox seq, JetStream stream sequence) pairs."""

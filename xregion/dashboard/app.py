@@ -11,6 +11,15 @@ Routes
 ``/api/referrals/{id}``     one referral with its timeline (404 if unknown)
 ``/api/overdue``            the overdue referrals
 ``/api/blacklist``          blacklist propagation: which region acknowledged which update
+``/api/anomalies``          every anomaly with its code's Chinese explanation and the event it concerns
+``/api/incidents``          dead letters and security alerts per region (the dead-letter stream,
+                            read by direct get as ``COORD``), with explanations
+``/api/explanations``       every code's Chinese explanation (:mod:`xregion.explanations`)
+``/api/today``              the day overdue is judged on
+``/api/assessment``         the performance assessment (``from``, ``to``, ``region``, ``by``;
+                            default the last 12 weeks) — :mod:`xregion.coordinator.assessment`
+``/api/assessment/charts/{name}.svg``  its charts (volume, on_time, response, overdue) as SVG
+``/api/assessment/report.html|.csv``   the printable report and the spreadsheet of the same figures
 ``/events``                 server-sent events: ``event: referral`` with ``{"id": ...}`` per changed
                             referral (from :meth:`Projection.subscribe`), a comment every 15 s
 ``/health/live``            200 while the process serves requests
@@ -29,7 +38,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +49,12 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from xregion.coordinator.assessment import Assessment, Period, assess
+from xregion.coordinator.incidents import Incidents
 from xregion.coordinator.projection import Projection, ReferralView
+from xregion.explanations import EXPLANATIONS, explain
 from xregion.regions import RegionRegistry
+from xregion.reports.assessment import CHARTS, assessment_csv, assessment_html, chart
 
 STATIC = Path(__file__).parent / "static"
 HEARTBEAT_S = 15.0
@@ -100,8 +113,11 @@ class Dashboard:
         refresh_metrics: Refresh = _nothing,
         metrics_timeout_s: float = 3.0,
         today: Callable[[], date] | None = None,
+        incidents: Incidents | None = None,
     ) -> None:
         self.projection = projection
+        self.incidents = incidents
+        self._assessments: dict[tuple[Any, ...], Assessment] = {}
         self.regions = regions
         self.ready = ready
         self.refresh_metrics = refresh_metrics
@@ -117,6 +133,14 @@ class Dashboard:
                 Route("/api/referrals/{referral_id}", self.api_referral),
                 Route("/api/overdue", self.api_overdue),
                 Route("/api/blacklist", self.api_blacklist),
+                Route("/api/anomalies", self.api_anomalies),
+                Route("/api/incidents", self.api_incidents),
+                Route("/api/explanations", self.api_explanations),
+                Route("/api/today", self.api_today),
+                Route("/api/assessment", self.api_assessment),
+                Route("/api/assessment/charts/{name}.svg", self.api_assessment_chart),
+                Route("/api/assessment/report.html", self.api_assessment_html),
+                Route("/api/assessment/report.csv", self.api_assessment_csv),
                 Route("/events", self.events),
                 Route("/health/live", self.live),
                 Route("/health/ready", self.readiness),
@@ -170,6 +194,103 @@ class Dashboard:
 
     async def api_blacklist(self, request: Request) -> Response:
         return JSONResponse([p.to_json() for p in self.projection.blacklist_propagation()])
+
+    async def api_anomalies(self, request: Request) -> Response:
+        """Every anomaly, explained, with the event it concerns (when the timeline has it)."""
+        out = []
+        for anomaly in self.projection.anomalies():
+            item = anomaly.to_json()
+            item["explanation"] = explain(anomaly.code).to_json()
+            row = self.projection.db.execute(
+                "SELECT referral_id, event_type, sender, addressee, time, stored_at FROM timeline WHERE stream_seq = ?",
+                (anomaly.stream_seq,),
+            ).fetchone()
+            item["event"] = (
+                None
+                if row is None
+                else dict(
+                    zip(("referral_id", "event_type", "sender", "addressee", "time", "stored_at"), row, strict=True)
+                )
+            )
+            rid = anomaly.referral_id or (row[0] if row else None)
+            item["referral_known"] = rid is not None and self.projection.referral(rid) is not None
+            if item["referral_id"] is None and rid is not None:
+                item["referral_id"] = rid
+            out.append(item)
+        return JSONResponse(out)
+
+    async def api_incidents(self, request: Request) -> Response:
+        regions = tuple(r.code for r in self.regions)
+        if self.incidents is None:
+            return JSONResponse({"available": False, "error": "not_configured", "per_region": {}, "recent": []})
+        await self.incidents.refresh()
+        return JSONResponse(self.incidents.to_json(regions))
+
+    async def api_today(self, request: Request) -> Response:
+        """The day overdue is judged on (Beijing time; the assessment's default last day)."""
+        return JSONResponse({"today": (self._at() or self.projection.today()).isoformat()})
+
+    async def api_explanations(self, request: Request) -> Response:
+        return JSONResponse({code: e.to_json() for code, e in sorted(EXPLANATIONS.items())})
+
+    # --- assessment -------------------------------------------------------------------
+
+    def _assessment(self, request: Request) -> Assessment:
+        """The assessment the query asks for (``from``, ``to``, ``region``, ``by``), cached
+        until the projection moves on."""
+        q = request.query_params
+        today = self._at() or self.projection.today()
+        end = date.fromisoformat(q["to"]) if q.get("to") else today
+        start = date.fromisoformat(q["from"]) if q.get("from") else end - timedelta(weeks=12) + timedelta(days=1)
+        by = q.get("by") or "week"
+        region = q.get("region") or None
+        if region is not None and region not in self.regions.codes:
+            raise ValueError(f"unknown region {region}")
+        period = Period(start, end, "month" if by == "month" else "week")
+        if by not in ("week", "month"):
+            raise ValueError("by: week or month")
+        key = (period, region, today, self.projection.last_seq())
+        found = self._assessments.get(key)
+        if found is None:
+            if len(self._assessments) > 32:
+                self._assessments.clear()
+            found = self._assessments[key] = assess(self.projection, period, region=region, today=today)
+        return found
+
+    async def _with_assessment(self, request: Request, render: Callable[[Assessment], Response]) -> Response:
+        try:
+            result = self._assessment(request)
+        except ValueError as exc:
+            return JSONResponse({"error": "bad_request", "detail": str(exc)}, 400)
+        return render(result)
+
+    async def api_assessment(self, request: Request) -> Response:
+        return await self._with_assessment(request, lambda a: JSONResponse(a.to_json()))
+
+    async def api_assessment_chart(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in CHARTS:
+            return JSONResponse({"error": "not_found", "chart": name, "charts": list(CHARTS)}, 404)
+        return await self._with_assessment(
+            request,
+            lambda a: Response(chart(name, a, self.regions), media_type="image/svg+xml; charset=utf-8"),
+        )
+
+    async def api_assessment_html(self, request: Request) -> Response:
+        return await self._with_assessment(
+            request, lambda a: Response(assessment_html(a, self.regions), media_type="text/html; charset=utf-8")
+        )
+
+    async def api_assessment_csv(self, request: Request) -> Response:
+        def render(a: Assessment) -> Response:
+            name = f"assessment-{a.period.start.isoformat()}-{a.period.end.isoformat()}.csv"
+            return Response(
+                "\ufeff" + assessment_csv(a, self.regions),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
+
+        return await self._with_assessment(request, render)
 
     # --- live updates -----------------------------------------------------------------
 

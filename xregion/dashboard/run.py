@@ -8,6 +8,7 @@ import signal
 
 import structlog
 
+from xregion.coordinator.incidents import Incidents
 from xregion.coordinator.service import Coordinator
 from xregion.dashboard.app import Dashboard, Readiness
 from xregion.dashboard.server import DashboardServer
@@ -59,8 +60,17 @@ class DashboardStack:
         await self.coordinator.start()
         regions = self.coordinator.config.regions
         self.probe = BusProbe(self.coordinator.js, self.coordinator.settings, regions.codes)
+        incidents = Incidents(
+            lambda: self.coordinator.nc,
+            self.coordinator.settings.dead_letter_stream,
+            roster=lambda: self.coordinator.rosters.roster,
+        )
         self.dashboard = Dashboard(
-            self.coordinator.projection, regions, ready=self.ready, refresh_metrics=self.refresh_metrics
+            self.coordinator.projection,
+            regions,
+            ready=self.ready,
+            refresh_metrics=self.refresh_metrics,
+            incidents=incidents,
         )
         self.server = await DashboardServer(self.dashboard, host=self.host, port=self.port).start()
         log.info("dashboard serving", url=self.server.url)

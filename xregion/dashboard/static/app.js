@@ -1,8 +1,9 @@
 // xregion coordinator dashboard: plain JS, no build step. Data from /api/*, live updates from /events (SSE).
-// Every value from the bus is inserted with textContent, never as HTML.
+// Every value from the bus is inserted with textContent, never as HTML. Charts are SVG images
+// the server draws (/api/assessment/charts/*.svg).
 "use strict";
 
-const FAMILY = { lead: "线索移送", assist: "协查请求", recognition: "结果互认", share: "信息共享" };
+const FAMILY = { lead: "线索移送", assist: "协查请求", recognition: "结果互认", share: "信息共享", all: "全部业务" };
 const STATE = {
   submitted: "已移送", received: "已接收", accepted: "已受理", rejected: "已退回",
   info_requested: "待补充材料", info_supplied: "已补充材料", forwarded: "已转送", in_progress: "办理中",
@@ -11,8 +12,11 @@ const STATE = {
   recognized: "已认可", contested: "有异议", revoked: "已撤销", acknowledged: "已确认",
   revocation_acknowledged: "已确认撤销",
 };
+const CHARTS = ["volume", "on_time", "response", "overdue"];
 
-const state = { regions: [], summary: null, referrals: [], selected: null, seen: new Set(), first: true };
+const state = {
+  regions: [], summary: null, referrals: [], selected: null, seen: new Set(), first: true, explanations: {},
+};
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -24,6 +28,11 @@ function row(cells, cls) {
   const tr = el("tr", null, cls);
   for (const c of cells) tr.appendChild(c instanceof Node ? c : el("td", c));
   return tr;
+}
+function num(value, field) {
+  const td = el("td", value === null || value === undefined ? "—" : value, "n");
+  if (field) td.dataset.field = field;
+  return td;
 }
 function fill(tbody, rows, columns, emptyText) {
   tbody.replaceChildren(...rows);
@@ -37,6 +46,14 @@ const family = (f) => (FAMILY[f] ? `${FAMILY[f]} ${f}` : f);
 const stateLabel = (s) => (STATE[s] ? `${STATE[s]} ${s}` : s || "");
 const pair = (v) => `${v.origin} → ${v.addressee}`;
 const shortTime = (t) => (t ? String(t).replace("T", " ").replace(/\.\d+/, "").replace("+00:00", "Z") : "");
+const regionName = (code) => {
+  const r = state.regions.find((x) => x.code === code);
+  return r ? `${r.name_zh} ${code}` : code;
+};
+const rate = (x) => (x === null || x === undefined ? "—" : `${(x * 100).toFixed(1)}%`);
+const days = (x) => (x === null || x === undefined ? "—" : String(Math.round(x * 10) / 10));
+const medianP90 = (m) => (m && m.n ? `${days(m.median)} / ${days(m.p90)}` : "—");
+const explanation = (code) => state.explanations[code] || { title: code, meaning: "", action: "", kind: "operation" };
 
 async function getJSON(url) {
   const response = await fetch(url, { headers: { Accept: "application/json" } });
@@ -54,6 +71,12 @@ function options(select, values, label) {
     select.appendChild(o);
   }
   select.value = values.includes(current) ? current : "";
+}
+
+function timelineLink(id) {
+  const a = el("a", "查看时间线", "timeline-link");
+  a.href = `#referral/${encodeURIComponent(id)}`;
+  return a;
 }
 
 // --- flows --------------------------------------------------------------------------
@@ -95,17 +118,26 @@ function renderFlows() {
   });
   table.tBodies[0].replaceChildren(...rows);
 
+  // States down, families across: a handful of columns, however many states there are.
   const fsTable = document.getElementById("family-state");
-  const allStates = [...new Set(Object.values(s.by_family_state || {}).flatMap((m) => Object.keys(m)))].sort();
-  const fsHead = row([el("th", "业务类型")]);
-  for (const st of allStates) fsHead.appendChild(el("th", stateLabel(st)));
+  const byFamily = s.by_family_state || {};
+  const fams = Object.keys(byFamily);
+  const allStates = [...new Set(Object.values(byFamily).flatMap((m) => Object.keys(m)))].sort();
+  const fsHead = row([el("th", "状态 \\ 业务类型")]);
+  for (const f of fams) fsHead.appendChild(el("th", family(f)));
   fsTable.tHead.replaceChildren(fsHead);
-  const fsRows = Object.entries(s.by_family_state || {}).map(([fam, m]) => {
-    const tr = row([el("th", family(fam))]);
-    for (const st of allStates) tr.appendChild(el("td", m[st] || 0, m[st] ? "n" : "n zero"));
+  const fsRows = allStates.map((st) => {
+    const tr = row([el("th", stateLabel(st))]);
+    for (const f of fams) {
+      const n = byFamily[f][st] || 0;
+      const td = el("td", n, n ? "n" : "n zero");
+      td.dataset.family = f;
+      td.dataset.state = st;
+      tr.appendChild(td);
+    }
     return tr;
   });
-  fill(fsTable.tBodies[0], fsRows, allStates.length + 1);
+  fill(fsTable.tBodies[0], fsRows, fams.length + 1);
 }
 
 // --- referral lists -----------------------------------------------------------------
@@ -172,6 +204,207 @@ function renderBlacklist(list) {
   fill(table.tBodies[0], rows, codes.length + 4, "暂无黑名单更新");
 }
 
+// --- anomalies, dead letters, security alerts ---------------------------------------
+
+function explainedCell(code) {
+  const e = explanation(code);
+  const td = el("td", null, "wrap");
+  td.appendChild(el("div", e.title, "explain-title"));
+  if (e.meaning) td.appendChild(el("div", e.meaning, "explain-meaning"));
+  if (e.action) td.appendChild(el("div", `处理建议：${e.action}`, "explain-action"));
+  return td;
+}
+
+function codeCell(code, kind) {
+  const td = el("td", null, `code ${kind === "security" ? "kind-security" : ""}`);
+  td.appendChild(el("code", code));
+  return td;
+}
+
+function renderAnomalies(list) {
+  document.getElementById("anomaly-count").textContent = list.length;
+  document.getElementById("anomalies-link").classList.toggle("alarm", list.length > 0);
+  const rows = list.map((a) => {
+    const e = a.explanation || explanation(a.code);
+    const ref = el("td", null, "id");
+    if (a.referral_id) {
+      ref.appendChild(el("div", a.referral_id));
+      if (a.referral_known) ref.appendChild(timelineLink(a.referral_id));
+    } else ref.textContent = "—";
+    const ev = a.event;
+    const event = el("td", null);
+    if (ev) {
+      event.appendChild(el("div", ev.event_type));
+      event.appendChild(el("div", `${ev.sender} → ${ev.addressee} · ${shortTime(ev.time)}`, "muted"));
+    }
+    if (a.event_id) event.appendChild(el("div", a.event_id, "id muted"));
+    const tr = row([codeCell(a.code, e.kind), explainedCell(a.code), ref, event, num(a.stream_seq), el("td", a.detail, "wrap muted")]);
+    tr.dataset.code = a.code;
+    tr.dataset.seq = a.stream_seq;
+    return tr;
+  });
+  fill(document.querySelector("#anomaly-list tbody"), rows, 6, "无异常事件");
+}
+
+function countsCell(counts) {
+  const td = el("td", null, "wrap");
+  const entries = Object.entries(counts || {});
+  if (!entries.length) {
+    td.textContent = "0";
+    return td;
+  }
+  for (const [code, n] of entries) {
+    const line = el("div");
+    line.appendChild(el("code", code));
+    line.appendChild(document.createTextNode(` ${explanation(code).title} × ${n}`));
+    td.appendChild(line);
+  }
+  return td;
+}
+
+function renderIncidents(doc) {
+  for (const code of Object.keys(doc.explanations || {})) state.explanations[code] = doc.explanations[code];
+  document.getElementById("dead-letter-count").textContent = doc.available === false && !doc.per_region ? "?" : doc.dead_letters ?? 0;
+  document.getElementById("alert-count").textContent = doc.security_alerts ?? 0;
+  document.getElementById("alerts-link").classList.toggle("alarm", (doc.security_alerts || 0) > 0);
+  document.getElementById("incidents-status").textContent = doc.available
+    ? `死信流已读至序号 ${doc.position}（协调人身份直接读取 XREGION_DLQ）`
+    : `死信流暂不可读（${doc.error || "unavailable"}）：下列数字可能不完整`;
+  const codes = state.regions.map((r) => r.code);
+  const per = doc.per_region || {};
+  const summary = codes.map((c) => {
+    const tr = row([el("th", regionName(c)), countsCell((per[c] || {}).dead_letters), countsCell((per[c] || {}).security_alerts)]);
+    tr.dataset.region = c;
+    return tr;
+  });
+  fill(document.querySelector("#incidents-summary tbody"), summary, 3);
+  const recent = (doc.recent || []).map((i) => {
+    const e = explanation(i.code);
+    const what = el("td", null, "wrap");
+    what.appendChild(el("code", i.code));
+    what.appendChild(document.createTextNode(` ${e.title}`));
+    if (i.message) what.appendChild(el("div", i.message, "muted"));
+    const ev = el("td", null, "id");
+    if (i.event_id) ev.appendChild(el("div", i.event_id));
+    if (i.stream_seq !== null && i.stream_seq !== undefined) ev.appendChild(el("div", `seq ${i.stream_seq}`, "muted"));
+    const signed = i.kind === "security_alert" ? (i.verified ? "✓ 已验证" : "✗ 签名无效") : "—";
+    const tr = row([
+      shortTime(i.stored_at), i.kind === "security_alert" ? "安全告警" : "死信", regionName(i.region), what,
+      el("td", i.original_subject, "id"), ev, el("td", signed, i.kind === "security_alert" && !i.verified ? "late" : ""),
+    ]);
+    tr.dataset.kind = i.kind;
+    tr.dataset.region = i.region;
+    return tr;
+  });
+  fill(document.querySelector("#incidents-recent tbody"), recent, 7, "无死信和安全告警");
+}
+
+// --- assessment ---------------------------------------------------------------------
+
+function assessmentQuery() {
+  const q = new URLSearchParams();
+  q.set("from", document.getElementById("as-from").value);
+  q.set("to", document.getElementById("as-to").value);
+  const region = document.getElementById("as-region").value;
+  if (region) q.set("region", region);
+  q.set("by", document.getElementById("as-by").value);
+  return q;
+}
+
+function figuresCells(f, fields) {
+  return fields.map(([key, fn]) => num(fn ? fn(f) : f[key], key));
+}
+
+const REGION_FIELDS = [
+  ["referrals"], ["on_time"], ["late"], ["overdue"], ["open"], ["withdrawn"],
+  ["on_time_rate", (f) => rate(f.on_time_rate)],
+  ["receipt", (f) => medianP90(f.working_days.receipt)],
+  ["acceptance", (f) => medianP90(f.working_days.acceptance)],
+  ["conclusion", (f) => medianP90(f.working_days.conclusion)],
+  ["escalations", (f) => `${f.reminders} / ${f.overdue_notices}`],
+  ["tolled"],
+];
+
+function renderAssessment(a) {
+  const src = a.source;
+  document.getElementById("as-source").textContent =
+    `统计期间 ${a.period.from} 至 ${a.period.to}（期间内开启的转办，按期末状态计；逾期判定日 ${src.as_of}）· ` +
+    `数据来源：协调人投影，已折叠至 stream seq ${src.position}；所用事件 ${src.events} 条（seq ${src.first_seq ?? "—"}–${src.last_seq ?? "—"}）· ` +
+    `日历 ${src.calendar} · 摘要 ${src.digest.slice(0, 19)}…`;
+  const regionRows = Object.entries(a.per_region).map(([code, r]) => {
+    const all = r.received.all;
+    const tr = row([el("th", regionName(code)), num(r.sent.all || 0, "sent"), ...figuresCells(all, REGION_FIELDS)]);
+    tr.dataset.region = code;
+    return tr;
+  });
+  fill(document.querySelector("#as-regions tbody"), regionRows, 14, "期间内无转办");
+  const pairRows = [];
+  for (const [p, fams] of Object.entries(a.per_pair)) {
+    for (const [fam, f] of Object.entries(fams)) {
+      if (fam === "all" && Object.keys(fams).length === 2) continue;
+      const tr = row([
+        el("td", p.replace(">", " → ")), family(fam), num(f.referrals, "referrals"), num(f.on_time, "on_time"),
+        num(f.late, "late"), num(f.overdue, "overdue"), num(f.open, "open"), num(f.withdrawn, "withdrawn"),
+        num(rate(f.on_time_rate), "on_time_rate"), num(medianP90(f.working_days.acceptance), "acceptance"),
+        num(`${f.reminders} / ${f.overdue_notices}`, "escalations"),
+      ]);
+      tr.dataset.pair = p;
+      tr.dataset.family = fam;
+      pairRows.push(tr);
+    }
+  }
+  fill(document.querySelector("#as-pairs tbody"), pairRows, 11, "期间内无转办");
+  const rec = Object.entries(a.recognition).map(([code, r]) => {
+    const tr = row([el("th", regionName(code)), num(r.recognized, "recognized"), num(r.contested, "contested"),
+      num(r.pending, "pending"), num(r.revocation_acknowledged, "revocation_acknowledged")]);
+    tr.dataset.region = code;
+    return tr;
+  });
+  fill(document.querySelector("#as-recognition tbody"), rec, 5, "期间内无结果互认");
+  const bl = Object.entries(a.blacklist).map(([code, b]) => {
+    const tr = row([el("th", regionName(code)), num(b.acknowledged, "acknowledged"), num(b.pending, "pending"),
+      num(days(b.median_hours), "median_hours"), num(days(b.p90_hours), "p90_hours"), num(days(b.max_hours), "max_hours")]);
+    tr.dataset.region = code;
+    return tr;
+  });
+  fill(document.querySelector("#as-blacklist tbody"), bl, 6, "期间内无黑名单更新");
+  const q = assessmentQuery();
+  const version = `&v=${src.position}-${src.as_of}`;
+  for (const name of CHARTS) {
+    const img = document.getElementById(`chart-${name}`);
+    const url = `/api/assessment/charts/${name}.svg?${q}${version}`;
+    if (img.getAttribute("src") !== url) img.src = url;
+  }
+  document.getElementById("as-print").href = `/api/assessment/report.html?${q}`;
+  document.getElementById("as-csv").href = `/api/assessment/report.csv?${q}`;
+  document.getElementById("as-json").href = `/api/assessment?${q}`;
+}
+
+async function refreshAssessment() {
+  const q = assessmentQuery();
+  const a = await getJSON(`/api/assessment?${q}`);
+  renderAssessment(a);
+}
+
+function initAssessment(today) {
+  const params = new URLSearchParams(window.location.search);
+  const to = params.get("to") || today;
+  const back = new Date(`${to}T00:00:00Z`);
+  back.setUTCDate(back.getUTCDate() - 83);
+  document.getElementById("as-from").value = params.get("from") || back.toISOString().slice(0, 10);
+  document.getElementById("as-to").value = to;
+  document.getElementById("as-by").value = params.get("by") === "month" ? "month" : "week";
+  const regionSelect = document.getElementById("as-region");
+  options(regionSelect, state.regions.map((r) => r.code), regionName);
+  regionSelect.value = params.get("region") || "";
+  document.getElementById("assessment-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const q = assessmentQuery();
+    history.replaceState(null, "", `?${q}${window.location.hash}`);
+    await refreshAssessment();
+  });
+}
+
 // --- timeline -----------------------------------------------------------------------
 
 async function showTimeline(id) {
@@ -193,36 +426,58 @@ async function showTimeline(id) {
     el("div", `${family(v.family)} · ${pair(v)} · 当前状态 ${stateLabel(v.state)}${tracks ? ` （${tracks}）` : ""}`),
     el("div", `答复期限 ${v.answer_by || "—"}${v.overdue ? " · 已逾期" : ""}`, v.overdue ? "late" : ""),
   );
-  const rows = (v.timeline || []).map((e, i) =>
-    row([
+  const rows = (v.timeline || []).map((e, i) => {
+    const after = e.anomaly
+      ? `${stateLabel(e.state_after)} ⚠ ${e.anomaly} ${explanation(e.anomaly).title}（未采纳）`
+      : stateLabel(e.state_after);
+    const tr = row([
       i + 1, shortTime(e.time), e.event_type, `${e.sender} → ${e.addressee}`,
-      el("td", e.anomaly ? `${stateLabel(e.state_after)} ⚠ ${e.anomaly}` : stateLabel(e.state_after), e.anomaly ? "late" : ""),
-      e.stream_seq,
-    ]),
-  );
+      el("td", after, e.anomaly ? "late" : ""), e.stream_seq,
+    ]);
+    tr.dataset.seq = e.stream_seq;
+    return tr;
+  });
   fill(document.querySelector("#timeline tbody"), rows, 6);
+}
+
+async function followHash() {
+  const hash = window.location.hash;
+  if (!hash.startsWith("#referral/")) return;
+  await showTimeline(decodeURIComponent(hash.slice("#referral/".length)));
+  document.getElementById("timeline-section").scrollIntoView({ block: "start" });
 }
 
 // --- loading and live updates -------------------------------------------------------
 
 async function refresh() {
-  const [summary, referrals, overdue, blacklist] = await Promise.all([
+  const [summary, referrals, overdue, blacklist, anomalies] = await Promise.all([
     getJSON("/api/summary"), getJSON("/api/referrals"), getJSON("/api/overdue"), getJSON("/api/blacklist"),
+    getJSON("/api/anomalies"),
   ]);
   state.summary = summary;
   state.referrals = referrals;
   document.getElementById("total").textContent = summary.total;
   document.getElementById("overdue-count").textContent = summary.overdue;
-  document.getElementById("anomalies").textContent = summary.anomalies;
+  document.getElementById("overdue-link").classList.toggle("alarm", summary.overdue > 0);
   document.getElementById("last-seq").textContent = summary.last_seq;
   options(document.getElementById("ref-family"), [...new Set(referrals.map((v) => v.family))].sort(), family);
   renderFlows();
   renderReferrals();
   renderOverdue(overdue);
   renderBlacklist(blacklist);
+  renderAnomalies(anomalies);
   state.seen = new Set(referrals.map((v) => `${v.referral_id}:${v.events}`));
   state.first = false;
+  await refreshAssessment();
   if (state.selected) await showTimeline(state.selected);
+}
+
+async function refreshIncidents() {
+  try {
+    renderIncidents(await getJSON("/api/incidents"));
+  } catch (err) {
+    console.warn("incidents failed", err);
+  }
 }
 
 let pending = null;
@@ -254,15 +509,21 @@ function connect() {
 }
 
 async function start() {
-  state.regions = await getJSON("/api/regions");
-  options(document.getElementById("ref-region"), state.regions.map((r) => r.code), (c) => {
-    const r = state.regions.find((x) => x.code === c);
-    return r ? `${r.name_zh} ${c}` : c;
-  });
+  const [regions, explanations, today] = await Promise.all([
+    getJSON("/api/regions"), getJSON("/api/explanations"), getJSON("/api/today"),
+  ]);
+  state.regions = regions;
+  state.explanations = explanations;
+  options(document.getElementById("ref-region"), state.regions.map((r) => r.code), regionName);
   for (const id of ["flow-family", "flow-state"]) document.getElementById(id).addEventListener("change", renderFlows);
   for (const id of ["ref-region", "ref-family"]) document.getElementById(id).addEventListener("change", renderReferrals);
+  initAssessment(today.today);
+  window.addEventListener("hashchange", followHash);
   await refresh();
+  await refreshIncidents();
+  setInterval(refreshIncidents, 10_000);
   connect();
+  await followHash();
 }
 
 start();

@@ -14,8 +14,15 @@ SM2 and hash with SM3:
   granted, its CMS signature verifies, the signer certificate chains to the trusted CA
   bundle and was valid at ``genTime``, carries the critical ``timeStamping`` extended key
   usage; imprints SHA-256, SHA-384, SHA-512; RSA and ECDSA signatures. No SM2/SM3.
-* :class:`OpenSslVerifier`: ``openssl ts -verify`` (OpenSSL ≥ 3.0, which implements SM2
-  and SM3): the same checks, and SM2/SM3 tokens where the installed OpenSSL has them.
+* :class:`OpenSslVerifier`: ``openssl ts -verify`` and ``openssl ts -reply -text``: the same
+  checks, done by OpenSSL; also SM3 imprints (OpenSSL ≥ 1.1.1), and tokens whose DER
+  ``rfc3161-client`` refuses (e.g. OpenSSL's own TSA's unsorted certificate sets).
+
+**SM2-signed tokens are verified by neither**: ``rfc3161-client`` knows no SM2, and OpenSSL
+3.0's PKCS#7 code neither signs nor verifies SM2 (tested: ``openssl ts -reply`` with an SM2
+key fails). A national TSA that signs with SM2 needs a verifier of its own behind
+:class:`TimestampVerifier` (e.g. one built on GmSSL); requests with SM3 imprints are
+supported here (``--tsa-hash sm3``).
 
 Both report a token that does not verify as :class:`TimestampInvalid` and a valid token
 over other data as :class:`TimestampMismatch`.
@@ -24,18 +31,18 @@ over other data as :class:`TimestampMismatch`.
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from cryptography import x509
 from rfc3161_client import (
-    HashAlgorithm,
-    TimestampRequestBuilder,
     TimeStampResponse,
     VerificationError,
     VerifierBuilder,
@@ -51,9 +58,9 @@ HASH_OIDS = {
     "2.16.840.1.101.3.4.2.3": "sha512",
     "1.2.156.10197.1.401": "sm3",
 }
-REQUEST_HASHES = {"sha256": HashAlgorithm.SHA256, "sha512": HashAlgorithm.SHA512}
-"""Imprint algorithms this log can request (``rfc3161-client`` builds SHA-256 and SHA-512
-requests); an SM3 imprint needs a national TSA client, see ``docs/evidence.md``."""
+HASH_NAMES = {name: oid for oid, name in HASH_OIDS.items()}
+"""Imprint algorithms a request may use; ``sm3`` where the local OpenSSL provides it (GB/T
+32905), for a national TSA — its tokens are then checked by :class:`OpenSslVerifier`."""
 
 
 class TimestampInvalid(XVerificationError):
@@ -91,6 +98,7 @@ class TokenInfo:
     serial: int
     tsa: str
     policy: str
+    nonce: int | None = None
 
 
 def digest(data: bytes, hash_alg: str) -> bytes:
@@ -99,19 +107,44 @@ def digest(data: bytes, hash_alg: str) -> bytes:
     return hashlib.new(hash_alg, data).digest()
 
 
-def build_request(data: bytes, hash_alg: str = "sha256") -> tuple[bytes, int | None]:
-    """A DER ``TimeStampReq`` over ``data`` (nonce, certReq set) and its nonce."""
-    if hash_alg not in REQUEST_HASHES:
-        raise ConfigError(f"time-stamp hash {hash_alg!r}: this log requests {', '.join(REQUEST_HASHES)}")
-    request = (
-        TimestampRequestBuilder()
-        .data(data)
-        .hash_algorithm(REQUEST_HASHES[hash_alg])
-        .nonce(nonce=True)
-        .cert_request(cert_request=True)
-        .build()
-    )
-    return request.as_bytes(), request.nonce
+def _der(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    if n < 0x80:
+        return bytes([tag, n]) + body
+    octets = (n.bit_length() + 7) // 8
+    return bytes([tag, 0x80 | octets]) + n.to_bytes(octets, "big") + body
+
+
+def _der_int(value: int) -> bytes:
+    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _der_oid(dotted: str) -> bytes:
+    first, second, *rest = (int(p) for p in dotted.split("."))
+    out = bytearray()
+    for arc in (40 * first + second, *rest):
+        chunk = [arc & 0x7F]
+        while arc > 0x7F:
+            arc >>= 7
+            chunk.insert(0, 0x80 | (arc & 0x7F))
+        out += bytes(chunk)
+    return _der(0x06, bytes(out))
+
+
+def build_request(data: bytes, hash_alg: str = "sha256") -> tuple[bytes, int]:
+    """A DER ``TimeStampReq`` (RFC 3161 §2.4.1: v1, the imprint of ``data``, a 64-bit nonce,
+    ``certReq`` true) and its nonce. Any of :data:`HASH_NAMES`."""
+    if hash_alg not in HASH_NAMES:
+        raise ConfigError(f"time-stamp hash {hash_alg!r}: one of {', '.join(HASH_NAMES)}")
+    try:
+        imprint = digest(data, hash_alg)
+    except ValueError:
+        raise ConfigError(f"time-stamp hash {hash_alg}: not provided by this machine's OpenSSL") from None
+    nonce = secrets.randbits(63) | 1
+    algorithm = _der(0x30, _der_oid(HASH_NAMES[hash_alg]) + (b"" if hash_alg == "sm3" else b"\x05\x00"))
+    message_imprint = _der(0x30, algorithm + _der(0x04, imprint))
+    request = _der(0x30, _der_int(1) + message_imprint + _der_int(nonce) + b"\x01\x01\xff")
+    return request, nonce
 
 
 def parse_response(response: bytes) -> TimeStampResponse:
@@ -137,6 +170,7 @@ def token_info(response: bytes) -> TokenInfo:
         serial=int(info.serial_number),
         tsa=tsa,
         policy=info.policy.dotted_string,
+        nonce=info.nonce,
     )
 
 
@@ -202,8 +236,7 @@ class Rfc3161ClientVerifier:
 
 
 class OpenSslVerifier:
-    """``openssl ts -verify`` against the CA bundle: SM2 signatures and SM3 imprints too,
-    where the installed OpenSSL (≥ 3.0) provides them."""
+    """``openssl ts -verify`` against the CA bundle (SM3 imprints too; no SM2, see above)."""
 
     name = "openssl"
 
@@ -214,8 +247,39 @@ class OpenSslVerifier:
         self.openssl = found
         self.ca_bundle = ca_bundle
 
+    def _info(self, reply: Path) -> TokenInfo:
+        """What the token says, as ``openssl ts -reply -text`` reads it (it also reads the
+        tokens whose DER ``rfc3161-client`` refuses, e.g. unsorted certificate sets)."""
+        done = subprocess.run(
+            [self.openssl, "ts", "-reply", "-in", str(reply), "-text"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        text = done.stdout
+        fields = dict(re.findall(r"^([A-Za-z ]+): (.*)$", text, re.M))
+        if done.returncode != 0 or "Time stamp" not in fields:
+            raise TimestampInvalid("not an RFC 3161 time-stamp response (openssl ts -reply)")
+        hexed = re.search(r"^Message data:\n((?:\s+[0-9a-f]{4} - .*\n)+)", text, re.M)
+        imprint = b""
+        if hexed:
+            for line in hexed.group(1).splitlines():
+                imprint += bytes.fromhex(line.split(" - ", 1)[1][:48].replace("-", " "))
+        stamp = re.sub(r"\.\d+", "", fields["Time stamp"]).replace(" GMT", "")
+        gen_time = datetime.strptime(" ".join(stamp.split()), "%b %d %H:%M:%S %Y").replace(tzinfo=UTC)
+        nonce = fields.get("Nonce", "")
+        return TokenInfo(
+            gen_time=gen_time,
+            hash_alg=fields.get("Hash Algorithm", "?").lower(),
+            imprint=imprint,
+            serial=int(fields.get("Serial number", "0"), 16),
+            tsa=fields.get("TSA", ""),
+            policy=fields.get("Policy OID", ""),
+            nonce=int(nonce, 16) if nonce.startswith("0x") else None,
+        )
+
     def verify(self, response: bytes, data: bytes) -> TokenInfo:
-        info = token_info(response)
         with tempfile.TemporaryDirectory(prefix="xregion-tsr-") as tmp:
             reply, content = Path(tmp) / "reply.tsr", Path(tmp) / "data"
             reply.write_bytes(response)
@@ -228,7 +292,8 @@ class OpenSslVerifier:
                 timeout=30,
                 check=False,
             )
-        if done.returncode == 0 and "Verification: OK" in done.stdout:
+            info = self._info(reply) if done.returncode == 0 and "Verification: OK" in done.stdout else None
+        if info is not None:
             return info
         detail = (done.stderr or done.stdout).strip().splitlines()
         reason = next((line for line in detail if "error" in line.lower()), detail[-1] if detail else "failed")

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from tests.bus import Bus
 from tests.support import dev_seed, roster_key, write_keys_dir
 from tests.tlog_support import delete_message, storage_attacker
+from tests.tsa import LocalTsa
 from xregion.cli import app
 from xregion.examples import PAYLOADS
 from xregion.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -58,43 +59,60 @@ async def test_the_auditor_runs_the_log_and_proves_an_event(
     common = ["--store", store]
     url = ["--nats-url", bus.server.url]
 
-    run = await process("audit", "log", "run", *common, *url, "--keys-dir", str(keys), "--once")
-    assert run.exit_code == 0, run.output
-    for adapter in bus.adapters.values():
-        assert adapter.witness is not None and await adapter.witness.step() is not None
-    run = await process("audit", "log", "run", *common, *url, "--keys-dir", str(keys), "--once")
-    assert run.exit_code == 0, run.output
-
-    status = await xregion("audit", "log", "status", *common, "--json")
-    assert status.exit_code == 0, status.output  # no TSA configured: nothing waits for a token
-    state = json.loads(status.stdout)
-    assert state["size"] == 2 and state["checkpoint"] == 2 and state["cosigners"] == ["BJ", "HE", "TJ"]
-
-    # prove: refused without a time-stamp, given with --allow-unstamped, and it verifies
-    refused = await xregion("audit", "prove", sent.envelope.id, *common, "--roster", str(keys / "roster.json"))
-    assert refused.exit_code == 1 and "time-stamp token" in refused.output
+    tsa = LocalTsa(tmp_path / "tsa").up()
+    stamping = ["--tsa-url", tsa.url, "--tsa-ca", str(tsa.ca_file)]
     trusted = ["--roster", str(keys / "roster.json")]
-    proved = await xregion("audit", "prove", sent.envelope.id, *common, *trusted, "--allow-unstamped", "--json")
-    assert proved.exit_code == 0, proved.output
-    proof = json.loads(proved.stdout)
-    assert proof["cosigned_by"] == ["BJ", "HE", "TJ"] and proof["timestamp"] is None
-    assert proof["checkpoint"].startswith("xregion/XREGION\n2\n")
-    nc = await bus.raw()
-    stored = await nc.jetstream().get_msg(bus.settings.stream, proof["stream_seq"])
-    await nc.close()
-    verify_inclusion(
-        leaf_hash(stored.data or b""),
-        proof["leaf_index"],
-        proof["tree_size"],
-        [base64.b64decode(h) for h in proof["inclusion_proof"]],
-        base64.b64decode(proof["root_hash"]),
-    )
+    try:
+        # round 1, no TSA configured: checkpoint 2, which the three witnesses cosign
+        run = await process("audit", "log", "run", *common, *url, "--keys-dir", str(keys), "--once")
+        assert run.exit_code == 0, run.output
+        for adapter in bus.adapters.values():
+            assert adapter.witness is not None and await adapter.witness.step() is not None
+        # round 2, with a TSA: the cosignatures gathered; a new event, checkpoint 3, stamped
+        await bus.adapters["TJ"].client.send(sent.envelope.subject, "lead.accepted", PAYLOADS["lead.accepted"])
+        await bus.state("BJ", sent.envelope.subject, "accepted")
+        run = await process("audit", "log", "run", *common, *url, "--keys-dir", str(keys), *stamping, "--once")
+        assert run.exit_code == 0, run.output
+        assert tsa.requests == 1
 
-    # a second checkpoint, and a consistency proof between the two
-    await bus.adapters["TJ"].client.send(sent.envelope.subject, "lead.accepted", PAYLOADS["lead.accepted"])
-    await bus.state("BJ", sent.envelope.subject, "accepted")
-    run = await process("audit", "log", "run", *common, *url, "--keys-dir", str(keys), "--once")
-    assert run.exit_code == 0, run.output
+        status = await xregion("audit", "log", "status", *common, "--json")
+        assert status.exit_code == 0, status.output
+        state = json.loads(status.stdout)
+        assert (state["size"], state["checkpoint"], state["stamped"], state["cosigners"]) == (3, 3, 3, [])
+
+        # prove: no checkpoint is both cosigned and stamped yet; --allow-unstamped takes checkpoint 2
+        refused = await xregion("audit", "prove", sent.envelope.id, *common, *trusted)
+        assert refused.exit_code == 1 and "time-stamp token" in refused.output
+        proved = await xregion("audit", "prove", sent.envelope.id, *common, *trusted, "--allow-unstamped", "--json")
+        assert proved.exit_code == 0, proved.output
+        proof = json.loads(proved.stdout)
+        assert proof["cosigned_by"] == ["BJ", "HE", "TJ"] and proof["timestamp"] is None
+        assert proof["checkpoint"].startswith("xregion/XREGION\n2\n")
+        nc = await bus.raw()
+        stored = await nc.jetstream().get_msg(bus.settings.stream, proof["stream_seq"])
+        await nc.close()
+        verify_inclusion(
+            leaf_hash(stored.data or b""),
+            proof["leaf_index"],
+            proof["tree_size"],
+            [base64.b64decode(h) for h in proof["inclusion_proof"]],
+            base64.b64decode(proof["root_hash"]),
+        )
+
+        # round 3: the witnesses cosign checkpoint 3; now it is cosigned and stamped
+        for adapter in bus.adapters.values():
+            assert adapter.witness is not None and await adapter.witness.step() is not None
+        run = await process("audit", "log", "run", *common, *url, "--keys-dir", str(keys), *stamping, "--once")
+        assert run.exit_code == 0, run.output
+        assert tsa.requests == 1  # nothing new to stamp
+    finally:
+        tsa.down()
+    proved = await xregion("audit", "prove", sent.envelope.id, *common, *trusted, "--json")
+    assert proved.exit_code == 0, proved.output
+    stamped = json.loads(proved.stdout)
+    assert stamped["tree_size"] == 3 and stamped["timestamp"]["hash"] == "sha256"
+    assert stamped["cosigned_by"] == ["BJ", "HE", "TJ"]
+
     consistent = await xregion(
         "audit", "consistency", "2", "3", *common, "--roster", str(keys / "roster.json"), "--json"
     )
@@ -108,9 +126,9 @@ async def test_the_auditor_runs_the_log_and_proves_an_event(
         [base64.b64decode(h) for h in result["consistency_proof"]],
     )
 
-    verify = await process("audit", "log", "verify", *common, *url, "--roster", str(keys / "roster.json"))
+    verify = await process("audit", "log", "verify", *common, *url, *trusted, "--tsa-ca", str(tsa.ca_file))
     assert verify.exit_code == 0, verify.output
-    assert "log consistent" in verify.output
+    assert "log consistent" in verify.output and "1 time-stamp tokens" in verify.output
 
     # the storage's owner removes the lead: log verify names it, exit 1
     await delete_message(bus, proof["stream_seq"])

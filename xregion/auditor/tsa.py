@@ -22,7 +22,6 @@ from xregion.timestamps import (
     TokenInfo,
     build_request,
     make_verifier,
-    parse_response,
 )
 
 
@@ -70,8 +69,7 @@ class TsaClient:
         response = answer.content
         try:
             info = self.verifier.verify(response, data)
-            parsed = parse_response(response)
-            if nonce is not None and parsed.tst_info.nonce != nonce:
+            if info.nonce != nonce:
                 raise TimestampInvalid("the token answers another request (nonce)")
         except (TimestampInvalid, TimestampMismatch) as exc:
             raise TimestampUnavailable(

@@ -46,7 +46,7 @@ MaxAgeOption = Annotated[
     typer.Option(
         "--max-token-age",
         envvar="XREGION_TLOG_MAX_TOKEN_AGE_S",
-        min=1.0,
+        min=0.1,
         help="Seconds events may wait for a time-stamp token before the alert (timestamp_stale).",
     ),
 ]
@@ -132,7 +132,7 @@ def log_run(
     ] = None,
     tsa_ca: TsaCaOption = None,
     tsa_hash: Annotated[
-        str, typer.Option("--tsa-hash", envvar="XREGION_TSA_HASH", help="Imprint hash: sha256 or sha512.")
+        str, typer.Option("--tsa-hash", envvar="XREGION_TSA_HASH", help="Imprint hash: sha256, sha384, sha512 or sm3.")
     ] = "sha256",
     tsa_verifier: TsaVerifierOption = "rfc3161-client",
     tsa_timeout: Annotated[float, typer.Option("--tsa-timeout", min=0.1, help="Seconds per TSA request.")] = 10.0,

@@ -39,9 +39,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from tests.support import OriginChain, dev_signers, example_event, example_payload
-from xregion.codec import DecodedEvent
+from xregion.codec import DecodedEvent, encode
 from xregion.coordinator.escalation import COORDINATOR_AGENCY, escalation_id
 from xregion.ids import new_referral_id
+from xregion.subjects import build as build_subject
 
 PERIOD = (date(2026, 9, 14), date(2026, 10, 31))
 PARTIES = ("BJ", "TJ", "HE", "COORD")
@@ -186,4 +187,16 @@ def build(*, escalations: bool = True) -> Scenario:
     return s
 
 
-__all__ = ["PERIOD", "Scenario", "beijing", "build"]
+async def publish(js: Any, stream: str, scenario: Scenario) -> int:
+    """Publish the scenario's events on the bus as their senders' relays would (subject,
+    canonical bytes, ``Nats-Msg-Id`` = event id); the last stream sequence."""
+    last = 0
+    for event in scenario.events:
+        env = event.envelope
+        subject = build_subject(env.family, env.event, env.sender, env.addressee)
+        ack = await js.publish(subject, encode(event.wire), stream=stream, headers={"Nats-Msg-Id": env.id}, timeout=5.0)
+        last = int(ack.seq)
+    return last
+
+
+__all__ = ["PERIOD", "Scenario", "beijing", "build", "publish"]

@@ -19,7 +19,7 @@ without ``allow_atomic`` (an older server or an operator's stream) is served one
 time, with a warning. The relay sleeps when the outbox is empty and wakes when a submission
 commits.
 
-Before its first publish and again after every reconnect the relay has the stream checked
+Before its first publish, after every reconnect and after any failed publish the relay has the stream checked
 (``check_stream``: the adapter applies a restore mark, :mod:`xregion.runtime.restores`), and
 it publishes nothing while disconnected: a broker restored from a backup while the relay
 waited gets the events it lost re-published first, then the newer ones, in origin order.
@@ -180,13 +180,23 @@ class Relay:
     def _reconnects(self) -> int:
         return int(self.nc.stats.get("reconnects", 0))
 
+    def _suspect(self) -> None:
+        """A publish failed: the stream may have been deleted and restored on the same server
+        (no reconnect to tell), so it is checked again before the next publish."""
+        if self.check_stream is not None:
+            self._checked_at = None
+
     def _stale(self) -> bool:
         """Has the connection been re-established since the stream was checked?"""
         return self.check_stream is not None and self._checked_at != self._reconnects()
 
     async def _checked(self) -> None:
         """Until the stream has been checked on the current connection."""
+        failures = 0
         while self._stale():
+            if not self.nc.is_connected:  # an outage: nats-py reconnects; nothing to say meanwhile
+                await asyncio.sleep(0.5)
+                continue
             seen = self._reconnects()
             try:
                 assert self.check_stream is not None
@@ -194,7 +204,11 @@ class Relay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # e.g. the stream being restored: publish nothing yet
-                log.warning("stream check failed; publishing waits for it", error=type(exc).__name__)
+                failures += 1
+                if failures == 1 or failures % 60 == 0:
+                    log.warning(
+                        "stream check failed; publishing waits for it", error=type(exc).__name__, attempts=failures
+                    )
                 await asyncio.sleep(1.0)
                 continue
             self._checked_at = seen
@@ -306,6 +320,7 @@ class Relay:
             raise _FallBack from exc
         except Exception as exc:  # timeout, no responders, connection lost: retried one by one
             log.info("atomic batch not confirmed; publishing its events one at a time", error=type(exc).__name__)
+            self._suspect()
             raise _FallBack from exc
         if ack.batch_size != last:
             log.warning("atomic batch acknowledged with an unexpected size", sent=last, acknowledged=ack.batch_size)
@@ -338,13 +353,17 @@ class Relay:
                 if not self.nc.is_connected:
                     # nats-py would buffer it and send it on reconnecting, before the stream is checked.
                     raise ConnectionError("not connected")
-                return await self.js.publish(
-                    row.subject,
-                    row.payload,
-                    timeout=PUBLISH_TIMEOUT_S,
-                    stream=self.stream,
-                    headers={"Nats-Msg-Id": row.event_id},  # fresh dict: publish mutates it
-                )
+                try:
+                    return await self.js.publish(
+                        row.subject,
+                        row.payload,
+                        timeout=PUBLISH_TIMEOUT_S,
+                        stream=self.stream,
+                        headers={"Nats-Msg-Id": row.event_id},  # fresh dict: publish mutates it
+                    )
+                except Exception:
+                    self._suspect()
+                    raise
         raise AssertionError("unreachable: stop_never")  # pragma: no cover
 
 

@@ -144,6 +144,23 @@ def test_the_scenario_figures(folded: Projection, scenario: Scenario) -> None:
     assert set(source["chain_heads"]) == {"BJ", "TJ", "HE", "COORD"}
 
 
+def test_a_referral_whose_signature_fails_is_left_out(tmp_path: Path, scenario: Scenario) -> None:
+    """A forged lead (its signature broken) is projected and recorded as an anomaly; the
+    assessment does not judge TJ on it, and names it."""
+    forged = Scenario(chains=scenario.chains)
+    event = forged.send("lead.submitted", "HE", "TJ", "F", beijing(date(2026, 10, 20)), answer_by=date(2026, 11, 3))
+    wire = dict(event.wire)
+    wire["signature"] = ("A" if wire["signature"][0] != "A" else "B") + wire["signature"][1:]
+    with projection(tmp_path / "coord.db") as p:
+        p.apply_many(scenario.messages)
+        p.apply(wire, len(scenario.messages) + 1, beijing(date(2026, 10, 20)))
+        doc = assess(p, Period(*PERIOD)).to_json()
+    assert doc["source"]["excluded_referrals"] == [forged.ids["F"]]
+    assert doc["source"]["anomalies"] == {"bad_signature": 1, "illegal_transition": 1}
+    assert received(doc, "TJ")["referrals"] == 5
+    assert doc["per_pair"]["HE>TJ"]["lead"]["referrals"] == 1  # R8 only
+
+
 def test_percentiles() -> None:
     assert median([2, 18]) == 10.0 and percentile([2, 18], 90) == 18.0
     assert percentile(list(range(1, 11)), 90) == 9.0 and percentile([], 90) is None

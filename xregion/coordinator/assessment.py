@@ -30,6 +30,8 @@ Definitions (docs/assessment.md has the full text)
   (``concluded``/``completed``): ``calendar.between(open day, event day)``, 0 the same day.
   Median (the mean of the two middle values for an even count) and 90th percentile
   (nearest rank).
+* **Excluded**: a referral with an event whose signature, key or chain position failed the
+  coordinator's check (an anomaly of a security code) is left out and named in the source.
 * **Escalations**: the coordinator's reminders and overdue notices about a track, addressed
   to its addressee, issued by the period's end.
 * **Trend**: per ISO week (Monday-Sunday) or calendar month of the period: tracks opened per
@@ -51,6 +53,7 @@ from typing import Any, Literal
 from xregion.coordinator import waitlog
 from xregion.coordinator.calendar import BEIJING, DayCalendar
 from xregion.coordinator.projection import Projection
+from xregion.explanations import explain
 from xregion.regions import BROADCAST
 
 REPORT = "xregion-assessment/1"
@@ -332,6 +335,8 @@ class Source:
     as_of: date
     generated: datetime
     anomalies: Mapping[str, int]
+    excluded: tuple[str, ...] = ()
+    """Referrals left out: an event of theirs failed a security check (signature, key, chain)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -346,6 +351,7 @@ class Source:
             "as_of": self.as_of.isoformat(),
             "generated": self.generated.isoformat(timespec="seconds"),
             "anomalies": dict(self.anomalies),
+            "excluded_referrals": list(self.excluded),
         }
 
 
@@ -454,6 +460,15 @@ def assess(
         waits.setdefault((c.referral_id, c.party, c.awaiting), []).append(c)
     escalations = _escalations(projection, by_seq)
 
+    # A referral with an event whose authenticity or place in its sender's chain did not
+    # verify is not assessed: the coordinator projects it (it reports, never refuses), but
+    # nobody's performance is judged on what may be forged.
+    suspect = {
+        str(referral_id)
+        for referral_id, code in projection.db.execute("SELECT referral_id, code FROM anomalies")
+        if referral_id is not None and explain(code).kind == "security"
+    }
+    excluded: set[str] = set()
     tracks: list[Track] = []
     sent: Counter[tuple[str, str]] = Counter()
     revoked: Counter[str] = Counter()
@@ -466,6 +481,9 @@ def assess(
             continue
         parties = regions.others(origin) if addressee == BROADCAST else (addressee,)
         if region is not None and region != origin and region not in parties:
+            continue
+        if referral_id in suspect:
+            excluded.add(referral_id)
             continue
         history = by_referral.get(referral_id, [])
         used.update(e.seq for e in history)
@@ -531,6 +549,7 @@ def assess(
         as_of=as_of,
         generated=now or datetime.now(UTC),
         anomalies=dict(sorted(anomalies.items())),
+        excluded=tuple(sorted(excluded)),
     )
     return Assessment(
         period=period,

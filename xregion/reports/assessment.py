@@ -200,6 +200,8 @@ def _source_section(a: Assessment) -> str:
         f"<dt>数据来源 source</dt><dd>协调人投影 coordinator projection <code>{escape(s.store)}</code>，"
         f"已折叠至事件流序号 folded up to stream seq <b>{s.position}</b>（检查点 checkpoint）</dd>"
         f"<dt>所用事件 events</dt><dd>{s.events} 条，事件流序号 stream seq {seq_range}</dd>"
+        f"<dt>未计入 excluded</dt><dd>{len(s.excluded)} 件转办（其事件未通过签名或哈希链校验 "
+        f"failed a security check）{escape(' '.join(s.excluded))}</dd>"
         f"<dt>摘要 digest</dt><dd><code>{escape(s.digest)}</code>（所用事件“序号:事件编号”逐行的 SHA-256）</dd>"
         f"<dt>日历 calendar</dt><dd>{escape(s.calendar)}（工作日：法定节假日除外，调休上班日计入）</dd>"
         f"<dt>生成时间 generated</dt><dd>{escape(s.generated.isoformat(timespec='seconds'))}</dd>"

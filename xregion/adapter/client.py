@@ -125,11 +125,14 @@ class RegionClient:
         version: int = 1,
     ) -> DecodedEvent:
         """Send the next event of a referral this region takes part in; the addressee is
-        derived from the referral (origin ↔ addressee)."""
+        derived from the referral (origin ↔ addressee), the ``correlationid`` is the one its
+        opening event carries, the ``causationid`` the id of the latest event of the referral
+        this region recorded, unless ``causation_id`` names another (docs/signing-recipe.md §9)."""
         state = await self.referral(referral_id)
         if state is None:
             raise UnknownReferral(f"referral {referral_id} is unknown to {self.region}", referral_id=referral_id)
         to = state.addressee if state.origin == self.region else state.origin
+        correlation_id = await self._store.lookup(partial(_correlation_of, referral_id=referral_id))
         return await self._submit(
             event_type,
             data,
@@ -139,7 +142,7 @@ class RegionClient:
             handling=handling,
             handling_note=handling_note,
             answer_by=answer_by,
-            correlation_id=None,
+            correlation_id=correlation_id,
             causation_id=causation_id or state.last_event_id,
             version=version,
         )
@@ -340,3 +343,20 @@ def _clock_to_resume(db: sqlite3.Connection, *, referral_id: str, to: str, pause
         if isinstance(signed, str):
             return date.fromisoformat(signed), beijing_date(datetime.fromisoformat(pause[0]))
     return None
+
+
+def _correlation_of(db: sqlite3.Connection, *, referral_id: str) -> str | None:
+    """The ``correlationid`` of the referral's opening event (its first history entry, in this
+    region's outbox or inbox), which every later event of the referral carries as well; None
+    if the store does not hold it (the referral id is used then)."""
+    first = db.execute(
+        "SELECT event_id FROM history WHERE referral_id = ? ORDER BY position LIMIT 1", (referral_id,)
+    ).fetchone()
+    if first is None:
+        return None
+    found = db.execute(
+        "SELECT json_extract(CAST(payload AS TEXT), '$.correlationid') FROM outbox WHERE event_id = ? "
+        "UNION ALL SELECT json_extract(CAST(payload AS TEXT), '$.correlationid') FROM inbox WHERE event_id = ?",
+        (first[0], first[0]),
+    ).fetchone()
+    return found[0] if found is not None and isinstance(found[0], str) else None

@@ -19,6 +19,7 @@ DOCUMENTS = [
     "README.md",
     "ops/README.md",
     "ops/RUNBOOK.md",
+    "schemas/conformance/README.md",
     *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md")),
 ]
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)

@@ -39,6 +39,10 @@ from xregion.cli import report as report_cli  # noqa: E402
 
 app.add_typer(report_cli.app, name="report")
 
+from xregion.cli import conformance as conformance_cli  # noqa: E402
+
+app.add_typer(conformance_cli.app, name="conformance")
+
 
 def main() -> None:
     app()

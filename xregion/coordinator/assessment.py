@@ -456,8 +456,11 @@ def assess(
         by_referral.setdefault(e.referral_id, []).append(e)
     changes = [c for c in waitlog.changes(projection.db) if beijing_day(c.time) <= period.end]
     waits: dict[tuple[str, str, str], list[waitlog.WaitChange]] = {}
+    started: dict[tuple[str, int, str], waitlog.WaitChange] = {}
+    """(referral, stream seq, party) → the first wait that event started or changed for the party."""
     for c in changes:
         waits.setdefault((c.referral_id, c.party, c.awaiting), []).append(c)
+        started.setdefault((c.referral_id, c.stream_seq, c.party), c)
     escalations = _escalations(projection, by_seq)
 
     # A referral with an event whose authenticity or place in its sender's chain did not
@@ -495,7 +498,7 @@ def assess(
                 continue
             tracks.append(
                 _track(
-                    calendar, as_of, family, origin, party, opening, history, waits, changes, escalations, referral_id
+                    calendar, as_of, family, origin, party, opening, history, waits, started, escalations, referral_id
                 )
             )
 
@@ -581,7 +584,7 @@ def _track(
     opening: _Event,
     history: list[_Event],
     waits: Mapping[tuple[str, str, str], list[waitlog.WaitChange]],
-    changes: list[waitlog.WaitChange],
+    started: Mapping[tuple[str, int, str], waitlog.WaitChange],
     escalations: Counter[tuple[str, str, str]],
     referral_id: str,
 ) -> Track:
@@ -593,10 +596,8 @@ def _track(
             milestones[name] = calendar.between(opening.day, found.day)
             reached[name] = found.time
     # The addressee's wait the opening event started: its key is (party, what it awaits).
-    started = next(
-        (c for c in changes if c.stream_seq == opening.seq and c.referral_id == referral_id and c.party == party), None
-    )
-    rows = waits.get((referral_id, party, started.awaiting), []) if started is not None else []
+    first = started.get((referral_id, opening.seq, party))
+    rows = waits.get((referral_id, party, first.awaiting), []) if first is not None else []
     outcome, due, answered, tolled, paused = "no_deadline", None, None, 0, False
     if rows:
         last = rows[-1]

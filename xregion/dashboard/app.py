@@ -213,7 +213,11 @@ class Dashboard:
                 )
             )
             rid = anomaly.referral_id or (row[0] if row else None)
-            item["referral_known"] = rid is not None and self.projection.referral(rid) is not None
+            item["referral_known"] = (
+                rid is not None
+                and self.projection.db.execute("SELECT 1 FROM referrals WHERE referral_id = ?", (rid,)).fetchone()
+                is not None
+            )
             if item["referral_id"] is None and rid is not None:
                 item["referral_id"] = rid
             out.append(item)

@@ -52,7 +52,9 @@ REASON_LIMIT = 8000
 def reason_header(reason: dict[str, Any], limit: int = REASON_LIMIT) -> str:
     """``reason`` as the ``Xregion-Reason`` header: its JSON, or where that is longer than
     ``limit``, still valid JSON of at most ``limit`` characters: the code, the start of the
-    message, ``"truncated": true`` and the start of the details' JSON text (``details_excerpt``)."""
+    message, ``"truncated": true`` and the start of the JSON text of its other members — the
+    details, which :meth:`XRegionError.to_reason` puts next to code and message
+    (``details_excerpt``)."""
     text = json.dumps(reason, ensure_ascii=True, default=str)
     if len(text) <= limit:
         return text
@@ -60,7 +62,9 @@ def reason_header(reason: dict[str, Any], limit: int = REASON_LIMIT) -> str:
     short["truncated"] = True
     short["details_excerpt"] = ""
     room = limit - len(json.dumps(short, ensure_ascii=True, default=str))
-    details = json.dumps(reason.get("details", {}), ensure_ascii=True, default=str)
+    details = json.dumps(
+        {k: v for k, v in reason.items() if k not in ("code", "message")}, ensure_ascii=True, default=str
+    )
     short["details_excerpt"] = _fit(details, room)
     return json.dumps(short, ensure_ascii=True, default=str)
 

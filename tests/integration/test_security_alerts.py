@@ -10,9 +10,15 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 from nats.js import JetStreamContext
 from structlog.testing import capture_logs
 
@@ -125,6 +131,43 @@ async def test_forged_event_is_dead_lettered_and_alerted_on_the_alert_subject(
         assert text not in repr(logs)
     await quiesce(bus)
     assert tj.alerts is not None and tj.alerts.published == 1 and tj.alerts.pending == 0
+
+
+async def test_a_real_alert_verifies_with_nothing_but_the_documented_recipe(
+    bus: Bus, js: JetStreamContext, signers: dict[str, Signer], tmp_path: Path
+) -> None:
+    """docs/signing-recipe.md §12, followed by a third party that holds only the roster file
+    (§5's format) and the raw alert message: a JSON parser, RFC 8785 and Ed25519, no xregion
+    code."""
+    await bus.start("TJ")
+    roster_file = tmp_path / "roster.json"
+    bus.roster.save(roster_file)
+    watcher = await js.pull_subscribe("xregion.alert.TJ.>", stream=bus.settings.dead_letter_stream)
+    bj = OriginChain(signers["BJ"])
+    forged_seq = await publish(js, bus, SUBMITTED, flip_signature(peek(bj, lead()).wire))
+    [msg] = await watcher.fetch(1, timeout=10.0)
+
+    # §12: the subject, the message id, the body is the canonical form of the signed record
+    alert = json.loads(msg.data)
+    assert msg.subject == f"xregion.alert.{alert['detected_by']}.{alert['code']}" == "xregion.alert.TJ.bad_signature"
+    assert msg.headers is not None and msg.headers["Nats-Msg-Id"] == alert["id"]
+    assert msg.data == rfc8785.dumps(alert)
+    assert alert["kind"] == "security.alert" and alert["stream_seq"] == forged_seq and None not in alert.values()
+    # look keyid up in the roster; its party must be the detecting region, valid at detected_at
+    [key] = [k for k in json.loads(roster_file.read_text())["keys"] if k["key_id"] == alert["keyid"]]
+    assert key["party"] == alert["detected_by"]
+    detected_at = datetime.fromisoformat(alert["detected_at"].replace("Z", "+00:00"))
+    assert datetime.fromisoformat(key["valid_from"]) <= detected_at and "revoked_at" not in key
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", alert["detected_at"])
+    # remove signature, canonicalise the rest (keyid included), verify with pure Ed25519
+    unsigned = {k: v for k, v in alert.items() if k != "signature"}
+    signature = base64.b64decode(alert["signature"], validate=True)
+    assert len(alert["signature"]) == 88
+    VerifyKey(base64.b64decode(key["public_key"], validate=True)).verify(rfc8785.dumps(unsigned), signature)
+    with pytest.raises(BadSignatureError):
+        VerifyKey(base64.b64decode(key["public_key"])).verify(
+            rfc8785.dumps({**unsigned, "stream_seq": forged_seq + 1}), signature
+        )
 
 
 async def test_every_security_reason_raises_an_alert_and_others_do_not(

@@ -2,8 +2,9 @@
 
 * the committed kit is byte for byte what ``xregion conformance generate`` writes (it is
   deterministic: derived keys and ids, deterministic sealed boxes, Ed25519);
-* the answer table is one thing in two places: the code the adapters run
-  (``xregion.lifecycle.RECEIPTS``) and ``schemas/conformance/answers.json``;
+* the answer table is one thing in three places: the code the adapters run
+  (``xregion.lifecycle.RECEIPTS``), ``schemas/conformance/answers.json`` and the table of
+  docs/signing-recipe.md §10;
 * the kit's keys are throw-away (public seeds) and say so; its sealed fields open with the
   receiver's key as any libsodium sealed box; its valid events verify; its expected codes are
   stable reason codes.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -25,9 +27,10 @@ from nacl.public import SealedBox
 from nacl.signing import SigningKey
 from typer.testing import CliRunner
 
+from tests.support import RECIPE
 from xregion.cli import app
 from xregion.conformance import kit as kit_files
-from xregion.conformance.answers import answer_table
+from xregion.conformance.answers import answer_table, markdown
 from xregion.conformance.runner import KIT_ROOT, Kit
 from xregion.contracts.catalog import CATALOG
 from xregion.examples import PAYLOADS
@@ -38,6 +41,7 @@ from xregion.sealing import SEALED, sensitive_values
 from xregion.signing import canonical
 
 ANSWERS = KIT_ROOT / "answers.json"
+TABLE = re.compile(r"<!-- answers:begin -->\n(.*?)\n<!-- answers:end -->", re.S)
 
 
 def test_the_committed_kit_is_what_the_generator_writes() -> None:
@@ -77,6 +81,11 @@ def test_answers_json_is_the_table_the_adapters_answer_by() -> None:
         "causationid": "the answered event's id",
         "addressee": "the answered event's sender",
     }
+
+
+def test_the_recipe_shows_the_table_of_answers_json() -> None:
+    [shown] = TABLE.findall(RECIPE.read_text(encoding="utf-8"))
+    assert shown.strip() == markdown(json.loads(ANSWERS.read_text(encoding="utf-8")))
 
 
 # --- the kit's keys and messages ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The worked example of docs/signing-recipe.md is checked against the code.
+"""The worked examples of docs/signing-recipe.md are checked against the code.
 
 Each value of the example sits in a fenced block preceded by a ``<!-- recipe:NAME -->``
 marker. If the code or the document drift apart, these tests fail.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,14 +16,19 @@ from typing import Any
 
 import pytest
 import rfc8785
-from nacl.signing import SigningKey
+from jsonschema import Draft202012Validator
+from nacl.signing import SigningKey, VerifyKey
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from tests.support import RECIPE, recipe_blocks
 from xregion.codec import decode, encode
 from xregion.config import load_config
 from xregion.envelope import GENESIS_HASH
 from xregion.errors import BadSignature, ConfigError, KeyRevoked
+from xregion.gateway import webhooks
 from xregion.keys import load_signer_file
+from xregion.runtime.alerts import SecurityAlert, alert_record
 from xregion.signing import (
     KeyRoster,
     RosterKey,
@@ -45,6 +51,11 @@ EXPECTED_BLOCKS = {
     "event-hash",
     "key-file",
     "roster",
+    "alert",
+    "alert-body",
+    "webhook-body",
+    "webhook-timestamp",
+    "webhook-signature",
 }
 
 
@@ -216,3 +227,93 @@ def test_documented_roster_file_loads_and_verifies_the_example(tmp_path: Path) -
     path.write_text(block("roster").replace("+00:00", ""), encoding="utf-8")
     with pytest.raises(ConfigError, match="UTC offset"):
         KeyRoster.load(path)
+
+
+# --- §12: security alerts -------------------------------------------------------------------------
+
+
+def documented_alert() -> dict[str, Any]:
+    alert: dict[str, Any] = json.loads(block("alert"))
+    return alert
+
+
+def test_documented_alert_is_what_an_adapter_signs() -> None:
+    alert = documented_alert()
+    claimed = json.dumps({"source": f"urn:xregion:{alert['claimed_sender']}:amr", "keyid": alert["claimed_keyid"]})
+    record = alert_record(
+        region=alert["detected_by"],
+        reason=alert["reason"],
+        body=claimed.encode(),
+        original_subject=alert["original_subject"],
+        stream_seq=alert["stream_seq"],
+        event_id=alert["event_id"],
+        detected_at=datetime.fromisoformat(alert["detected_at"].replace("Z", "+00:00")),
+    )
+    assert documented_signer().sign(record) == alert
+    assert alert["id"] == f"alert-{alert['detected_by']}-{alert['stream_seq']}-{alert['code']}"
+    assert block("alert-body").encode() == canonical(alert)  # the message body
+
+
+def test_documented_alert_verifies_with_nothing_but_the_recipe() -> None:
+    """§12's steps with a JSON parser, an RFC 8785 canonicaliser and Ed25519 only."""
+    body = block("alert-body").encode("utf-8")
+    alert = json.loads(body)
+    roster = json.loads(block("roster"))["keys"]
+    [key] = [k for k in roster if k["key_id"] == alert["keyid"]]
+    assert key["party"] == alert["detected_by"]
+    unsigned = {k: v for k, v in alert.items() if k != "signature"}
+    assert "keyid" in unsigned
+    public = VerifyKey(base64.b64decode(key["public_key"], validate=True))
+    public.verify(rfc8785.dumps(unsigned), base64.b64decode(alert["signature"], validate=True))
+    assert rfc8785.dumps(alert) == body
+    # and the reference check agrees; a changed member breaks it
+    path_roster = KeyRoster([RosterKey.from_json(k) for k in roster])
+    assert SecurityAlert("xregion.alert.BJ.bad_signature", alert).verify(path_roster).key_id == alert["keyid"]
+    with pytest.raises(BadSignature):
+        SecurityAlert("", {**alert, "stream_seq": 43}).verify(path_roster)
+
+
+# --- §13: webhooks --------------------------------------------------------------------------------
+
+WEBHOOK_SECRET = "xregion-webhook-example-secret"
+
+
+def test_documented_webhook_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
+    body, stamp = block("webhook-body").encode("utf-8"), block("webhook-timestamp")
+    assert stamp.isdigit() and datetime.fromtimestamp(int(stamp), UTC) == datetime(2026, 11, 25, 6, 30, tzinfo=UTC)
+    mac = hmac.new(WEBHOOK_SECRET.encode("utf-8"), stamp.encode("ascii") + b"." + body, hashlib.sha256)
+    assert block("webhook-signature") == "sha256=" + mac.hexdigest()
+    assert webhooks.sign(WEBHOOK_SECRET, stamp, body) == block("webhook-signature")
+    # the body is what the dispatcher sends: json.dumps of the webhook's fields, UTF-8
+    fields = json.loads(body)
+    assert json.dumps(fields, ensure_ascii=False).encode() == body
+    assert list(fields) == [
+        "event_id", "referral_id", "event_type", "sender", "to", "source",
+        "time", "handling", "answer_by", "state_after", "data",
+    ]  # fmt: skip
+
+
+def test_documented_webhook_body_is_valid_against_the_openapi_webhooks_section() -> None:
+    document = json.loads((RECIPE.parents[1] / "schemas" / "openapi.json").read_text(encoding="utf-8"))
+    registry = Registry().with_resource(
+        "urn:openapi", Resource.from_contents(document, default_specification=DRAFT202012)
+    )
+    body_schema = {"$ref": "urn:openapi#/webhooks/inboundEvent/post/requestBody/content/application~1json/schema"}
+    validator = Draft202012Validator(body_schema, registry=registry)
+    body = json.loads(block("webhook-body"))
+    assert [e.message for e in validator.iter_errors(body)] == []
+    assert list(validator.iter_errors({**body, "data": {"unknown": 1}}))
+    headers = {p["name"] for p in document["webhooks"]["inboundEvent"]["post"]["parameters"] if p["in"] == "header"}
+    assert {"X-Xregion-Event-Id", "X-Xregion-Timestamp", "X-Xregion-Signature"} <= headers
+
+
+def test_webhook_receiver_enforces_the_documented_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    body, stamp, signature = block("webhook-body").encode(), block("webhook-timestamp"), block("webhook-signature")
+    for skew, fresh in ((0, True), (300, True), (-300, True), (301, False), (-301, False)):
+        monkeypatch.setattr(webhooks.time, "time", lambda skew=skew: int(stamp) + skew)
+        assert webhooks.verify(WEBHOOK_SECRET, stamp, body, signature) is fresh, skew
+    monkeypatch.setattr(webhooks.time, "time", lambda: int(stamp))
+    assert not webhooks.verify(WEBHOOK_SECRET, stamp, body + b" ", signature)
+    assert not webhooks.verify(WEBHOOK_SECRET.upper(), stamp, body, signature)
+    section = RECIPE.read_text(encoding="utf-8").split("## 13.", 1)[1].split("## 14.", 1)[0]
+    assert "**300\n  seconds**" in section or "**300 seconds**" in section

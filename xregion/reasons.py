@@ -34,6 +34,7 @@ REASON_CODES: frozenset[str] = frozenset(
         "duplicate_referral",
         "error",
         "gateway_unauthenticated",
+        "evidence_invalid",
         "handler_failed",
         "handling_restricted",
         "idempotency_conflict",

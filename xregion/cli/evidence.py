@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -502,8 +503,228 @@ def consistency(
         console.print(f"  {h}", highlight=False)
 
 
+# --- xregion audit evidence / verify-evidence -----------------------------------------------
+
+
+async def _stored_bytes(
+    seqs: list[int], nats_url: str | None, archive: Path | None, settings: Any, attachments: list[tuple[str, str, str]]
+) -> tuple[dict[int, bytes], dict[str, bytes]]:
+    """The stored bytes of stream sequences ``seqs``, and of the attachments
+    ``(owner, object name, sha256)`` (from NATS only)."""
+    wanted = set(seqs)
+    if archive is not None:
+        from xregion.auditor.archive import read_archive
+
+        return {r.seq: r.raw for r in read_archive(archive) if r.seq in wanted}, {}
+    from xregion.permissions import BusNames
+    from xregion.regions import AUDITOR
+    from xregion.runtime.connection import ClientIdentity, connect
+    from xregion.runtime.evidence import Evidence
+
+    assert nats_url is not None
+    nc = await connect(nats_url, "xregion-evidence", ClientIdentity.from_settings(settings, AUDITOR))
+    try:
+        js = nc.jetstream()
+        found = {}
+        for seq in sorted(wanted):
+            message = await js.get_msg(settings.stream, seq, direct=True)
+            found[seq] = message.data or b""
+        files: dict[str, bytes] = {}
+        store = Evidence(js, BusNames(settings.stream, settings.dead_letter_stream, settings.object_store))
+        for owner, name, digest in attachments:
+            sink = io.BytesIO()
+            _, got = await store.read_into(owner, name, sink)
+            if got == digest:
+                files[digest] = sink.getvalue()
+        return found, files
+    finally:
+        await nc.close()
+
+
+def evidence(
+    referral_id: Annotated[str, typer.Argument(help="The referral (its id, e.g. BJ-01a2...).")],
+    out: Annotated[Path, typer.Option("--out", help="A new directory for the package.")],
+    store: StoreOption = DEFAULT_STORE,
+    keys_dir: Annotated[
+        Path, typer.Option("--keys-dir", help="Holds private/AUDIT.key (signs the manifest) and roster.json.")
+    ] = Path(".xregion/keys"),
+    nats_url: NatsUrl = None,
+    archive: Annotated[Path | None, typer.Option("--archive", help="Take the events from an archive.")] = None,
+    tsa_ca: TsaCaOption = None,
+    witnesses: QuorumOption = None,
+    allow_unstamped: Annotated[
+        bool, typer.Option("--allow-unstamped", help="Accept a checkpoint without a time-stamp token.")
+    ] = False,
+    with_attachments: Annotated[
+        bool, typer.Option("--attachments", help="Include the attachments' files (from the evidence buckets).")
+    ] = False,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    nkey_seed: NkeySeed = None,
+) -> None:
+    """Write a self-contained evidence package of one referral: every event's original
+    bytes, their inclusion proofs in one checkpoint cosigned by the witnesses and
+    time-stamped, that checkpoint and its RFC 3161 token, the roster, the attachments' digests
+    (or files), a summary in Chinese, and a manifest signed by the AUDIT key. The package is
+    verified before the command returns."""
+    from xregion.auditor.package import PackageEvent, attachments_of, verify_package, write_package
+    from xregion.codec import decode
+    from xregion.config import load_config
+    from xregion.keys import ROSTER_FILE, load_signer
+    from xregion.merkle import leaf_hash
+    from xregion.regions import AUDITOR
+    from xregion.runtime.settings import RuntimeSettings
+    from xregion.timestamps import Rfc3161ClientVerifier
+
+    if (nats_url is None) == (archive is None):
+        raise _usage("give exactly one of --nats-url (XREGION_NATS_URL) or --archive")
+    if with_attachments and archive is not None:
+        raise _usage("--attachments reads the evidence buckets: give --nats-url")
+    if tsa_ca is None and not allow_unstamped:
+        raise _usage("give --tsa-ca (the TSA's CA certificates, copied into the package), or --allow-unstamped")
+    registry = load_config().regions
+    settings = RuntimeSettings(**client_settings(tls_ca, tls_cert, tls_key, nkey_seed))
+    keys = _roster(keys_dir / ROSTER_FILE)
+    try:
+        signer = load_signer(keys_dir, AUDITOR)
+    except XRegionError as exc:
+        raise _problem(exc, 2) from None
+    tlog = _open_log(store)
+    try:
+        leaves = tlog.leaves_of_referral(referral_id)
+        if not leaves:
+            raise _problem(XRegionError(f"referral {referral_id} has no event in the log (yet)"))
+        try:
+            raws, _ = asyncio.run(_stored_bytes([x.stream_seq for x in leaves], nats_url, archive, settings, []))
+        except XRegionError as exc:
+            raise _problem(exc) from None
+        chosen_events, excluded = [], 0
+        for leaf in leaves:
+            raw = raws.get(leaf.stream_seq)
+            if raw is None or leaf_hash(raw) != leaf.hash:
+                raise _problem(
+                    XRegionError(
+                        f"stream seq {leaf.stream_seq} (event {leaf.event_id}) is no longer what the log included: "
+                        "run xregion audit log verify"
+                    )
+                )
+            try:
+                event = decode(raw)
+                keys.verify(event.wire, event.envelope.sender, event.envelope.time)
+            except XRegionError:
+                excluded += 1  # a forged or replayed copy claiming the referral: not evidence of it
+                continue
+            chosen_events.append(PackageEvent(leaf, raw, event))
+        if not chosen_events:
+            raise _problem(XRegionError(f"referral {referral_id} has no authentic event in the log"))
+        quorum = _quorum(witnesses)
+        chosen = _choose(tlog, max(e.leaf.index for e in chosen_events), quorum, allow_unstamped)
+        proofs = [tlog.inclusion_proof(e.leaf.index, chosen.checkpoint.size) for e in chosen_events]
+        files: dict[str, bytes] = {}
+        if with_attachments:
+            wanted = [
+                (e.event.envelope.sender, str(a["object_name"]), str(a["sha256"]))
+                for e in chosen_events
+                for a in attachments_of(e.event.wire)
+                if "object_name" in a
+            ]
+            _, files = asyncio.run(_stored_bytes([], nats_url, None, settings, wanted))
+        try:
+            write_package(
+                out,
+                referral_id,
+                chosen_events,
+                proofs,
+                chosen.checkpoint,
+                chosen.note,
+                chosen.stamped,
+                keys,
+                signer,
+                registry,
+                tsa_ca=tsa_ca,
+                attachments=files,
+                witnesses_required=quorum,
+                excluded=excluded,
+            )
+        except XRegionError as exc:
+            raise _problem(exc, 2) from None
+    finally:
+        tlog.close()
+    verifier = Rfc3161ClientVerifier.from_bundle(tsa_ca) if tsa_ca is not None else None
+    report = verify_package(out, registry, roster=keys, tsa=verifier, quorum=quorum, allow_unstamped=allow_unstamped)
+    for problem in report.problems:
+        console.print(f"[red]✗[/red] {escape(problem.line())}", highlight=False, soft_wrap=True)
+    console.print(
+        f"evidence package of {referral_id}: {report.events} events, checkpoint {chosen.checkpoint.size} cosigned by "
+        f"{', '.join(report.cosigners)}"
+        + (f", time-stamped {report.timestamp}" if report.timestamp else "")
+        + (f"; {excluded} forged or replayed copies left out" if excluded else "")
+        + f" → {out}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def verify_evidence(
+    package: Annotated[Path, typer.Argument(help="The evidence package's directory.")],
+    roster: Annotated[
+        Path | None, typer.Option("--roster", help="The trusted key roster (default: the package's own copy).")
+    ] = None,
+    tsa_ca: Annotated[
+        Path | None,
+        typer.Option("--tsa-ca", help="The TSA's trusted CA certificates (default: the package's own copy)."),
+    ] = None,
+    tsa_verifier: TsaVerifierOption = "rfc3161-client",
+    witnesses: QuorumOption = None,
+    allow_unstamped: Annotated[
+        bool, typer.Option("--allow-unstamped", help="Accept a checkpoint without a time-stamp token.")
+    ] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Check an evidence package offline, with nothing but the package and the trusted roots:
+    every file against the signed manifest, every event's signature and inclusion proof, the
+    checkpoint's signature and cosignatures, the time-stamp. Names every problem by file."""
+    from xregion.auditor.package import verify_package
+    from xregion.config import load_config
+    from xregion.timestamps import make_verifier
+
+    keys = _roster(roster) if roster is not None else None
+    try:
+        verifier = make_verifier(tsa_verifier, tsa_ca) if tsa_ca is not None else None
+    except XRegionError as exc:
+        raise _problem(exc, 2) from None
+    if not package.is_dir():
+        raise _usage(f"{package} is not a directory")
+    report = verify_package(
+        package,
+        load_config().regions,
+        roster=keys,
+        tsa=verifier,
+        quorum=_quorum(witnesses),
+        allow_unstamped=allow_unstamped,
+    )
+    if json_out:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        for problem in report.problems:
+            console.print(f"[red]✗[/red] {escape(problem.line())}", highlight=False, soft_wrap=True)
+        verdict = "[green]evidence verified[/green]" if report.ok else f"[red]{len(report.problems)} problems[/red]"
+        console.print(
+            f"{verdict}: referral {report.referral_id}, {report.events} events, cosigned by "
+            f"{', '.join(report.cosigners) or 'no witness'}, time-stamped {report.timestamp or 'no'}; "
+            f"roster: {report.roster_source}; TSA CA: {report.tsa_source or 'none'}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    raise typer.Exit(0 if report.ok else 1)
+
+
 def register(audit: typer.Typer) -> None:
-    """Add the log's commands to ``xregion audit``."""
+    """Add the log's and the evidence packages' commands to ``xregion audit``."""
     audit.add_typer(log_app, name="log")
     audit.command("prove")(prove)
     audit.command("consistency")(consistency)
+    audit.command("evidence")(evidence)
+    audit.command("verify-evidence")(verify_evidence)

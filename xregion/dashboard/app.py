@@ -27,8 +27,9 @@ Routes
 ``/metrics``                Prometheus text format (default registry)
 ==========================  =====================================================================
 
-The application reads only the coordinator's :class:`~xregion.coordinator.projection.Projection`
-(synchronous SQLite reads) and never writes to it.
+The application reads the coordinator's :class:`~xregion.coordinator.projection.Projection`
+(synchronous SQLite reads) and never writes to it; the dead letters and security alerts come
+from the dead-letter stream (:class:`~xregion.coordinator.incidents.Incidents`, direct gets).
 """
 
 from __future__ import annotations

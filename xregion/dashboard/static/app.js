@@ -264,8 +264,9 @@ function countsCell(counts) {
 
 function renderIncidents(doc) {
   for (const code of Object.keys(doc.explanations || {})) state.explanations[code] = doc.explanations[code];
-  document.getElementById("dead-letter-count").textContent = doc.available === false && !doc.per_region ? "?" : doc.dead_letters ?? 0;
-  document.getElementById("alert-count").textContent = doc.security_alerts ?? 0;
+  // Unknown ("?") until the dead-letter stream could be read once.
+  document.getElementById("dead-letter-count").textContent = doc.dead_letters ?? "?";
+  document.getElementById("alert-count").textContent = doc.security_alerts ?? "?";
   document.getElementById("alerts-link").classList.toggle("alarm", (doc.security_alerts || 0) > 0);
   document.getElementById("incidents-status").textContent = doc.available
     ? `死信流已读至序号 ${doc.position}（协调人身份直接读取 XREGION_DLQ）`

@@ -253,6 +253,16 @@ async def test_forged_token_non_witness_cosignature_and_removed_event_are_named_
     assert any("cosignatures_missing" in line for line in ours), ours
     assert any("2 required" in line for line in theirs), theirs
 
+    def bend_proof(copy: Path, manifest: dict[str, Any]) -> None:
+        path = copy / manifest["events"][1]["proof"]
+        proof = json.loads(path.read_text())
+        proof["inclusion_proof"][0] = base64.b64encode(bytes(32)).decode()  # another sibling hash
+        path.write_text(json.dumps(proof))
+
+    ours, theirs = both(tampered(bend_proof), demo, main)
+    assert any(line.startswith("proofs/002-") and "inclusion_invalid" in line for line in ours), ours
+    assert any(line.startswith("FAIL proofs/002-") for line in theirs), theirs
+
     def remove_event(copy: Path, manifest: dict[str, Any]) -> None:
         entry = manifest["events"][2]
         (copy / entry["file"]).unlink()  # the file goes, the manifest still lists it

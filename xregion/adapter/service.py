@@ -260,6 +260,7 @@ class Adapter:
             self.settings.stream,
             on_published=self._published,
             check_stream=lambda: self._apply_restore(js, strict=True),
+            origin=self.region,
         )
         OUTBOX_DEPTH.labels(region=self.region).set(await self.store.outbox_depth())
         self.alerts = SecurityAlerts(

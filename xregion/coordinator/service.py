@@ -121,7 +121,9 @@ class Coordinator:
         self.js = self.nc.jetstream()
         self.reader = await StreamReader(self.nc, self.settings.stream, batch=self.batch).open()
         self.feed = ProjectionFeed(self.projection, self.reader, on_folded=_count_events)
-        self.relay = Relay(self.store, self.nc, self.js, self.settings.stream, check_stream=self._apply_restore)
+        self.relay = Relay(
+            self.store, self.nc, self.js, self.settings.stream, check_stream=self._apply_restore, origin=COORDINATOR
+        )
 
     async def _apply_restore(self) -> None:
         """Before the relay publishes on a new connection: a stream restored from a backup

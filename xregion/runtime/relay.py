@@ -24,6 +24,14 @@ Before its first publish, after every reconnect and after any failed publish the
 it publishes nothing while disconnected: a broker restored from a backup while the relay
 waited gets the events it lost re-published first, then the newer ones, in origin order.
 
+Each publish (a batch's first event, or a single event) also states which stream sequence
+this origin's last event in the stream has (``Nats-Expected-Last-Subject-Sequence`` over
+``Nats-Expected-Last-Subject-Sequence-Subject: xregion.*.*.*.<ORIGIN>.*``): the server
+stores nothing of an origin whose stream lost its last events, so no event can land after
+a gap, whatever a client buffered. Told a lower sequence, the relay has the stream checked
+and re-publishes what the stream lacks (with or without a restore mark); told a higher one,
+its own acknowledgement was lost, and it goes on from there.
+
 Every origin re-publishes on its own, so after a restore an answer could reach the stream
 before the event it answers (BJ's receipt for TJ's lead before TJ has re-published the lead):
 the relay holds back an event whose cause (``causationid``) is an event this region handled
@@ -40,6 +48,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -48,6 +57,7 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from nats.js.errors import APIError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -58,6 +68,7 @@ from tenacity import (
 )
 
 from xregion.runtime.store import OutboxRow, Store
+from xregion.subjects import ROOT
 
 log = structlog.get_logger("xregion.relay")
 
@@ -75,6 +86,23 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 ATOMIC_DISABLED = 10174
 """JetStream error code: the stream does not allow atomic batches."""
+WRONG_LAST_SEQUENCE = 10071
+"""JetStream error code: the expected last (subject) sequence is not the stream's."""
+_LAST_SEQ = re.compile(r"wrong last sequence: (\d+)")
+
+
+def wrong_last_sequence(err_code: int, description: str) -> int | None:
+    """The stream's last sequence the server names when refusing an expectation, or None."""
+    found = _LAST_SEQ.search(description) if err_code == WRONG_LAST_SEQUENCE else None
+    return int(found[1]) if found else None
+
+
+class _OriginMoved(Exception):
+    """The server has another last sequence for this origin than the relay expected."""
+
+    def __init__(self, last: int) -> None:
+        super().__init__(f"the stream's last event of this origin is at {last}")
+        self.last = last
 
 
 def restore_hold_s() -> float:
@@ -146,6 +174,7 @@ class Relay:
         on_published: Callable[[OutboxRow, PubAck], Awaitable[None]] | None = None,
         check_stream: Callable[[], Awaitable[None]] | None = None,
         hold_s: float | None = None,
+        origin: str | None = None,
     ) -> None:
         self.store = store
         self.js = js
@@ -166,6 +195,12 @@ class Relay:
         pending again); an error in it delays publishing, it never skips the check."""
         self._checked_at: int | None = None
         """The connection's reconnect count when the stream was last checked."""
+        self.origin_filter = f"{ROOT}.*.*.*.{origin}.*" if origin is not None else None
+        """Every subject this origin publishes on (the sender is the fifth token)."""
+        self._expected: int | None = None
+        """The stream sequence of this origin's last event in the stream (None: read it from the store)."""
+        self._rewound_to: int | None = None
+        """The server said the stream ends this origin's events here, before what the store holds."""
         self.hold_s = restore_hold_s() if hold_s is None else hold_s
         """How long an answer waits for its cause after a restore."""
         self._holds: dict[str, tuple[float, str]] = {}
@@ -212,6 +247,45 @@ class Relay:
                 await asyncio.sleep(1.0)
                 continue
             self._checked_at = seen
+            await self._repair_rewound()
+            self._expected = None
+
+    async def _repair_rewound(self) -> None:
+        """The server said the stream's last event of this origin is older than what the store
+        says it acknowledged, and the check (a restore mark) did not explain it: the stream lost
+        them some other way (an offline copy restored, a stream re-created). Publish them again."""
+        rewound, self._rewound_to = self._rewound_to, None
+        if rewound is None:
+            return
+        count = await self.store.requeue_beyond(rewound)
+        if count:
+            log.error(
+                "the stream lacks events this origin published, and no restore mark explains it: publishing them again",
+                stream=self.stream,
+                origin_last_seq=rewound,
+                republish=count,
+            )
+
+    async def _expectation(self) -> int:
+        if self._expected is None:
+            self._expected = await self.store.last_stream_seq()
+        return self._expected
+
+    def _expect(self, headers: dict[str, str], expected: int) -> dict[str, str]:
+        if self.origin_filter is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
+            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = self.origin_filter
+        return headers
+
+    def _moved(self, last: int) -> None:
+        """Take the server's word on this origin's last event (see :class:`_OriginMoved`)."""
+        expected = self._expected or 0
+        if last > expected:  # our own acknowledgement was lost: that event is in the stream
+            self._expected = last
+            return
+        self._rewound_to = last
+        self._suspect()
+        raise Reconnected
 
     async def run(self) -> None:
         while True:
@@ -279,6 +353,7 @@ class Relay:
                 acks.append((row, await self.publish(row)))
         finally:
             if acks:
+                self._expected = max(self._expected or 0, *(ack.seq for _, ack in acks))
                 await asyncio.shield(self.store.mark_published([(row.seq, ack.seq) for row, ack in acks]))
                 self.published += len(acks)
                 if self.on_published is not None:
@@ -289,11 +364,15 @@ class Relay:
         """``rows`` as one atomic batch; raises :class:`_FallBack` when it was not stored."""
         batch_id = uuid.uuid4().hex
         last = len(rows)
+        expected = await self._expectation()
         try:
             for n, row in enumerate(rows[:-1], start=1):
                 if not self.nc.is_connected:  # never leave a batch in nats-py's reconnect buffer
                     raise ConnectionError("not connected")
-                await self.nc.publish(row.subject, row.payload, headers=self._headers(row, batch_id, n))
+                headers = self._headers(row, batch_id, n)
+                await self.nc.publish(
+                    row.subject, row.payload, headers=self._expect(headers, expected) if n == 1 else headers
+                )
             final = rows[-1]
             headers = self._headers(final, batch_id, last)
             headers["Nats-Batch-Commit"] = "1"
@@ -308,6 +387,10 @@ class Relay:
         except asyncio.CancelledError:
             raise
         except BatchRefused as exc:
+            moved = wrong_last_sequence(exc.err_code, str(exc))
+            if moved is not None:
+                self._moved(moved)  # raises Reconnected when the stream lost events of ours
+                raise _FallBack from exc
             if exc.err_code == ATOMIC_DISABLED:
                 self.atomic = False
                 log.warning(
@@ -353,14 +436,23 @@ class Relay:
                 if not self.nc.is_connected:
                     # nats-py would buffer it and send it on reconnecting, before the stream is checked.
                     raise ConnectionError("not connected")
+                expected = await self._expectation()
                 try:
                     return await self.js.publish(
                         row.subject,
                         row.payload,
                         timeout=PUBLISH_TIMEOUT_S,
                         stream=self.stream,
-                        headers={"Nats-Msg-Id": row.event_id},  # fresh dict: publish mutates it
+                        # a fresh dict: publish mutates it
+                        headers=self._expect({"Nats-Msg-Id": row.event_id}, expected),
                     )
+                except APIError as exc:
+                    moved = wrong_last_sequence(exc.err_code or 0, exc.description or "")
+                    if moved is None:
+                        self._suspect()
+                        raise
+                    self._moved(moved)  # raises Reconnected when the stream lost events of ours
+                    raise _OriginMoved(moved) from None  # retried at once with the server's word
                 except Exception:
                     self._suspect()
                     raise

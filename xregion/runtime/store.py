@@ -348,6 +348,22 @@ class Store:
             > 0
         )
 
+    async def last_stream_seq(self) -> int:
+        """The stream sequence of the last event of this outbox JetStream acknowledged (0: none)."""
+        return int(await self.lookup(lambda db: db.execute("SELECT max(stream_seq) FROM outbox").fetchone()[0] or 0))
+
+    async def requeue_beyond(self, stream_seq: int) -> int:
+        """Make the events acknowledged beyond ``stream_seq`` pending again (the stream no
+        longer holds them); how many."""
+        async with self.transaction() as tx:
+            return await tx.run(
+                lambda db: (
+                    db.execute(
+                        "UPDATE outbox SET published_at = NULL, stream_seq = NULL WHERE stream_seq > ?", (stream_seq,)
+                    ).rowcount
+                )
+            )
+
     async def mark_published(self, acks: list[tuple[int, int]]) -> None:
         """``acks``: (outbox seq, JetStream stream sequence) pairs."""
         async with self.transaction() as tx:

@@ -22,7 +22,8 @@ DOCUMENTS = [
     "schemas/conformance/README.md",
     *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md")),
 ]
-FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
+FENCE = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)
+"""A fenced block, also one indented inside a list item."""
 INLINE = re.compile(r"`(xregion [^`\n]+)`")
 COMMAND = re.compile(r"(?:^|[\s;&|(])(xregion\s[^\n#;&|)]*)")
 
@@ -90,3 +91,4 @@ def test_the_documents_show_commands() -> None:
     assert len(found) > 30
     assert any(line.startswith("xregion broker") for _, line in found)
     assert any(line.startswith("xregion ops backup") for _, line in found)
+    assert any(line.startswith("xregion broker") and "--restore" in line for _, line in found)  # an indented block

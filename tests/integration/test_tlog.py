@@ -171,3 +171,34 @@ async def test_a_cosignature_by_a_non_witness_is_named_and_does_not_count(
         ]
     finally:
         await log.close()
+
+
+async def test_a_log_stops_at_a_stream_restored_behind_it_and_a_new_log_follows(
+    bus: Bus, tmp_path: Path, audit: Signer
+) -> None:
+    from xregion.merkle import LogInconsistent
+    from xregion.runtime.restores import RestoreMark
+
+    await bus.start("BJ", "TJ")
+    await lead(bus)
+    await lead(bus)
+    log = await LogHarness.open(bus, tmp_path / "log.db", audit)
+    try:
+        assert await log.service.sync() == 4
+        # what `xregion broker --restore` leaves in the stream's configuration: a backup of seq 1-2
+        nc = await bus.raw()
+        js = nc.jetstream()
+        config = (await js.stream_info(bus.settings.stream)).config
+        config.metadata = {**(config.metadata or {}), **RestoreMark("2026-12-05T00:00:00Z", 2).metadata()}
+        await js.update_stream(config)
+        await nc.close()
+        with pytest.raises(LogInconsistent, match="start a new log"):
+            await log.service.sync()
+        assert log.tlog.size == 4  # nothing skipped, nothing appended
+    finally:
+        await log.close()
+    fresh = await LogHarness.open(bus, tmp_path / "after-restore.db", audit)
+    try:
+        assert await fresh.service.sync() == 4 and await fresh.service.sync() == 0
+    finally:
+        await fresh.close()

@@ -41,6 +41,7 @@ from xregion.auditor.tlog import StoredCheckpoint, StoredTimestamp, Transparency
 from xregion.auditor.tsa import TsaClient
 from xregion.checkpoint import checkpoint_subject
 from xregion.errors import XRegionError
+from xregion.merkle import LogInconsistent
 from xregion.note import (
     COSIGNATURE_KIND,
     NoteInvalid,
@@ -50,6 +51,7 @@ from xregion.note import (
     parse_cosignature_message,
 )
 from xregion.regions import AUDITOR
+from xregion.runtime.restores import RestoreMark
 from xregion.runtime.stream_reader import StreamReader
 from xregion.signing import KeyRoster, Signer
 from xregion.subjects import CHECKPOINT_ROOT
@@ -57,6 +59,7 @@ from xregion.subjects import CHECKPOINT_ROOT
 log = structlog.get_logger("xregion.tlog")
 
 DLQ_POSITION = "dlq_position"
+RESTORE_SEEN = "restore_seen"
 
 
 @dataclass
@@ -163,6 +166,7 @@ class Checkpointer:
         """Append what the stream gained; the number of messages logged."""
         before = self.tlog.size
         async with StreamReader(self.nc, self.stream) as reader:
+            self._check_restore(await reader.restore_mark())
             batch: list[tuple[int, datetime, str, bytes]] = []
             async for message in reader.read(self.tlog.position + 1):
                 batch.append((message.seq, message.stored_at, message.subject, message.data))
@@ -172,6 +176,28 @@ class Checkpointer:
             if batch:
                 self._append(batch)
         return self.tlog.size - before
+
+    def _check_restore(self, mark: RestoreMark | None) -> None:
+        """A stream restored from a backup behind what this log has logged: stop, do not skip.
+
+        Seen first when the log had already logged past the backup's last sequence, the
+        restore took away messages this log holds, and the events adapters re-publish land at
+        sequences it has passed: it cannot follow. A log that first sees the mark at or
+        before that sequence (a new one, or one that was behind) goes on."""
+        if mark is None or self.tlog.meta(RESTORE_SEEN) == mark.restored_at:
+            return
+        position = self.tlog.position
+        if position > mark.last_seq:
+            raise LogInconsistent(
+                f"stream {self.stream} was restored ({mark.restored_at}) from a backup ending at seq "
+                f"{mark.last_seq}, and this log has logged up to seq {position}: the messages after the backup "
+                "are gone and re-published events would land at sequences it has passed. Keep this store as "
+                "the evidence of the history before the restore, and start a new log (a new --store)",
+                restored_at=mark.restored_at,
+                last_seq=mark.last_seq,
+                position=position,
+            )
+        self.tlog.set_meta(RESTORE_SEEN, mark.restored_at)
 
     def _append(self, batch: list[tuple[int, datetime, str, bytes]]) -> None:
         gaps = self.tlog.append(batch)

@@ -10,7 +10,14 @@ so the lifecycle, receipt and deadline checks all run), then measures
   checking processes (default :func:`~xregion.auditor.checking.default_workers`),
 
 each as events/s and resident memory (RSS sampled while it runs: a fixed bound means the
-late samples are no higher than the early ones). The replay's RSS is the replaying
+late samples are no higher than the early ones), and
+
+* ``fold``: the coordinator's projection folding the same stream from the start (batched
+  direct gets, every signature checked, lifecycle, deadlines, wait log; one SQLite
+  transaction per batch), as :class:`~xregion.coordinator.feed.ProjectionFeed` does.
+
+With ``profile`` the replay's main process is sampled (:mod:`xregion.bench.profile`) and
+the CPU its worker processes spent is measured. The replay's RSS is the replaying
 process's; its worker processes' is sampled apart (``workers_rss_peak_mb``: their sum, which
 counts the pages they share more than once). ``xregion bench`` calls it; it is not a test.
 """
@@ -30,11 +37,12 @@ from typing import Any
 from xregion.auditor.replay import Record, Replayer
 from xregion.auditor.source import read_stream
 from xregion.bench.common import LEAD, Measure, bench_roster, rss_bytes, synthetic_events
+from xregion.bench.profile import Sampler, install, uninstall
 from xregion.config import load_config
 from xregion.ops.server import EmbeddedServer, ServerConfig, free_port
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.topology import event_stream_config
-from xregion.signing import Signer
+from xregion.signing import KeyRoster, Signer
 
 __all__ = ["LEAD", "BenchResult", "Measure", "bench_roster", "rss_bytes", "run_bench", "synthetic_events"]
 
@@ -48,9 +56,12 @@ class BenchResult:
     anomalies: int
     workers: int = 0
     workers_rss_samples: list[int] = field(default_factory=list)
+    fold: Measure | None = None
+    fold_anomalies: int = 0
+    profile: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "events": self.events,
             "generate_s": round(self.generate_s, 1),
             "raw_ordered_read": self.raw.to_json(),
@@ -59,6 +70,11 @@ class BenchResult:
             "workers_rss_peak_mb": round(max(self.workers_rss_samples, default=0) / (1024 * 1024), 1),
             "anomalies": self.anomalies,
         }
+        if self.fold is not None:
+            doc["coordinator_fold"] = {**self.fold.to_json(), "anomalies": self.fold_anomalies}
+        if self.profile is not None:
+            doc["profile"] = self.profile
+        return doc
 
 
 def workers_rss() -> int:
@@ -83,8 +99,74 @@ def workers_rss() -> int:
     return total
 
 
+def workers_cpu_seconds() -> float:
+    """CPU seconds spent so far by this process's ``multiprocessing`` descendants that are
+    still running (Linux ``/proc``; 0 elsewhere)."""
+    from xregion.bench.profile import process_cpu_seconds
+
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(stat.parent.name)
+            mine = pid != os.getpid() and b"multiprocessing" in stat.read_bytes()
+            if mine and _descends_from(pid, os.getpid()):
+                total += process_cpu_seconds(pid)
+    return total
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    for _ in range(16):
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+    return False
+
+
+async def fold_rate(nc: Any, stream: str, roster: KeyRoster, events: int, workdir: Path) -> tuple[Measure, int]:
+    """The coordinator's projection folding ``stream`` from its start, every signature
+    checked; (events/s with RSS, anomalies recorded)."""
+    from xregion.coordinator.feed import ProjectionFeed, live_roster_verifier
+    from xregion.coordinator.projection import Projection
+    from xregion.runtime.keyfiles import LiveRoster
+    from xregion.runtime.stream_reader import StreamReader
+
+    settings = RuntimeSettings()
+    projection = Projection(
+        workdir / "fold-projection.db", verify=live_roster_verifier(LiveRoster(roster), settings.revocation_grace_s)
+    ).open()
+    reader = await StreamReader(nc, stream, batch=256).open()
+    fold = Measure(rss_start=rss_bytes())
+    try:
+        feed = ProjectionFeed(projection, reader)
+        started = time.perf_counter()
+        while projection.last_seq() < events:
+            folded = await feed.fold_once()
+            if folded == 0:
+                break
+            fold.events += folded
+            if fold.events % max(1, events // 10) < folded:
+                fold.rss_samples.append(rss_bytes())
+        fold.seconds = time.perf_counter() - started
+        anomalies = len(projection.anomalies())
+    finally:
+        await reader.close()
+        projection.close()
+    return fold, anomalies
+
+
 async def run_bench(
-    events: int = 100_000, nats_url: str | None = None, workdir: Path | None = None, workers: int | None = None
+    events: int = 100_000,
+    nats_url: str | None = None,
+    workdir: Path | None = None,
+    workers: int | None = None,
+    *,
+    fold: bool = True,
+    profile: bool = False,
 ) -> BenchResult:
     """Fill a stream with ``events`` events and measure raw read vs audit replay (see module).
 
@@ -145,15 +227,42 @@ async def run_bench(
                         workers_rss_samples.append(workers_rss())
                     yield record
 
+            if profile:
+                install()
+            sampler = Sampler().start() if profile else None
+            workers_cpu: list[float] = []
+
+            async def sampled_cpu(records: AsyncIterable[Record]) -> AsyncIterator[Record]:
+                async for record in records:
+                    if profile and replay.events % max(1, events // 20) == 0:
+                        workers_cpu.append(workers_cpu_seconds())  # before the workers end
+                    yield record
+
             started = time.perf_counter()
-            result = await replayer.run_async(sampled(read_stream(js, settings.stream)))
+            result = await replayer.run_async(sampled_cpu(sampled(read_stream(js, settings.stream))))
             replay.seconds = time.perf_counter() - started
+            profiled: dict[str, Any] | None = None
+            if sampler is not None:
+                main = sampler.stop().per_event(events)
+                uninstall()
+                spent = max(workers_cpu, default=0.0)
+                profiled = {
+                    "auditor (main process)": main,
+                    "workers_cpu_us_per_event": round(spent / events * 1e6, 1),
+                    "note": "workers' CPU read while they ran (the last readings before they ended)",
+                }
+            bench = BenchResult(
+                events, generate_s, raw, replay, len(result.anomalies), replayer.workers, workers_rss_samples
+            )
+            bench.profile = profiled
+            if fold:
+                bench.fold, bench.fold_anomalies = await fold_rate(
+                    nc, settings.stream, bench_roster(signers), events, root
+                )
             if server is None:  # someone else's server: leave it as it was
                 await js.delete_stream(settings.stream)
             await nc.close()
-            return BenchResult(
-                events, generate_s, raw, replay, len(result.anomalies), replayer.workers, workers_rss_samples
-            )
+            return bench
         finally:
             if server is not None:
                 server.stop()

@@ -5,11 +5,13 @@ addressee (TJ) in a child process so that it does not share the sender's interpr
 GIL) any more than a deployment would, and, for a like-for-like baseline, the raw pipeline's
 pull consumer too. Both ends of the line protocol are here:
 
-* ``python -m xregion.bench.child adapter NATS_URL WORKDIR REGION`` runs ``REGION``'s adapter
+* ``python -m xregion.bench.child adapter NATS_URL WORKDIR REGION [profile]`` runs ``REGION``'s adapter
   (:func:`serve_adapter`). stdout: ``ready`` once its consumer runs; ``committed <t> <id> …``
   after each batch its consumer committed and acked; ``published`` in answer to the stdin
-  command ``publish`` (everything the adapter submitted, its receipts, is published). End of
-  stdin stops the adapter.
+  command ``publish`` (everything the adapter submitted, its receipts, is published);
+  ``profiling`` in answer to ``profile-start`` and ``profile <json>`` to ``profile-stop``
+  (:mod:`xregion.bench.profile`, the process's CPU by stage in between). End of stdin stops
+  the adapter.
 * ``python -m xregion.bench.child raw NATS_URL STREAM DURABLE SUBJECT COUNT`` pulls and acks
   ``COUNT`` messages (:func:`consume_raw`). stdout: ``ready`` once its pull consumer exists,
   ``done <t>`` when the last one is acked.
@@ -22,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xregion.bench.profile import Sampler, install
 from xregion.bench.raw import fetch_all, pull_subscription
 
 if TYPE_CHECKING:
@@ -113,10 +117,13 @@ async def _commands() -> AsyncIterator[str]:
         yield line.strip()
 
 
-async def serve_adapter(nats_url: str, workdir: Path, region: str) -> None:
-    """Run ``region``'s adapter, reporting its commits, until stdin ends."""
+async def serve_adapter(nats_url: str, workdir: Path, region: str, profile: bool = False) -> None:
+    """Run ``region``'s adapter, reporting its commits, until stdin ends (with ``profile``,
+    every thread profiled from the start: :mod:`xregion.bench.profile`)."""
     import structlog
 
+    if profile:
+        install()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # as the parent
     commits = Commits(lambda at, ids: _say(" ".join(["committed", repr(at), *ids])))
     adapter = await bench_adapter(region, nats_url, workdir, f"e2e-{region}.db", commits.handler).start()
@@ -124,10 +131,17 @@ async def serve_adapter(nats_url: str, workdir: Path, region: str) -> None:
         assert adapter.consumer is not None
         adapter.consumer.process = commits.wrap(adapter.consumer.process)  # type: ignore[method-assign,assignment]
         _say("ready")
+        sampler: Sampler | None = None
         async for command in _commands():
             if command == "publish":
                 await adapter.wait_published(timeout=60.0)
                 _say("published")
+            elif command == "profile-start":
+                sampler = Sampler().start()
+                _say("profiling")
+            elif command == "profile-stop" and sampler is not None:
+                _say("profile " + json.dumps(sampler.stop().to_json()))
+                sampler = None
     finally:
         await adapter.stop()
 
@@ -204,10 +218,14 @@ class Child:
 
     async def wait_published(self) -> None:
         """Until the child adapter's own submissions (its receipts) are all published."""
+        await self.command("publish", "published", timeout=90.0)
+
+    async def command(self, command: str, answer: str, timeout: float = 30.0) -> str:
+        """Send ``command`` to the child; the rest of its answer, a line starting ``answer``."""
         assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write(b"publish\n")
+        self.process.stdin.write(command.encode() + b"\n")
         await self.process.stdin.drain()
-        await self.expect("published", timeout=90.0)
+        return await self.expect(answer, timeout=timeout)
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.process is not None and self.process.stdin is not None
@@ -222,8 +240,8 @@ class Child:
 
 
 def main(argv: list[str]) -> None:
-    if argv[:1] == ["adapter"] and len(argv) == 4:
-        asyncio.run(serve_adapter(argv[1], Path(argv[2]), argv[3]))
+    if argv[:1] == ["adapter"] and len(argv) in (4, 5) and argv[4:] in ([], ["profile"]):
+        asyncio.run(serve_adapter(argv[1], Path(argv[2]), argv[3], profile=argv[4:] == ["profile"]))
     elif argv[:1] == ["raw"] and len(argv) == 6:
         asyncio.run(consume_raw(argv[1], argv[2], argv[3], argv[4], int(argv[5])))
     else:

@@ -1,5 +1,6 @@
 """Raw nats-py, the benchmark's baseline: 1 KB messages published and pulled with nothing of
-the bus in between."""
+the bus in between; published one by one (``publish_async``) or in JetStream atomic batches
+(the strongest durable raw publish: one round trip and one server sync per batch)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ RAW_STREAM = "BENCH_RAW"
 MESSAGE_BYTES = 1024
 IN_FLIGHT = 4000
 FETCH_BATCH = 100
+ATOMIC_BATCH = 100
+"""Messages per raw atomic batch (the relay sends up to 256; the server accepts 1,000)."""
 
 
 async def raw_stream(js: Any, name: str, subject: str) -> None:
@@ -20,7 +23,8 @@ async def raw_stream(js: Any, name: str, subject: str) -> None:
 
     with contextlib.suppress(Exception):
         await js.delete_stream(name)
-    await js.add_stream(api.StreamConfig(name=name, subjects=[subject], storage=api.StorageType.FILE))
+    config = api.StreamConfig(name=name, subjects=[subject], storage=api.StorageType.FILE, allow_atomic=True)
+    await js.add_stream(config)
 
 
 async def publish_all(js: Any, subject: str, count: int) -> None:
@@ -34,6 +38,34 @@ async def publish_all(js: Any, subject: str, count: int) -> None:
             window = []
     if window:
         await asyncio.wait_for(asyncio.gather(*window), timeout=30.0)
+
+
+async def publish_atomic(nc: Any, stream: str, subject: str, count: int, batch: int = ATOMIC_BATCH) -> None:
+    """``count`` 1 KB messages in JetStream atomic batches of ``batch`` (ADR-50: plain
+    publishes with ``Nats-Batch-*`` headers, the last one a request committing the batch),
+    one batch in flight at a time, as the relay publishes."""
+    import json
+    import uuid
+
+    body = os.urandom(MESSAGE_BYTES // 2).hex().encode()
+    sent = 0
+    while sent < count:
+        size = min(batch, count - sent)
+        batch_id = uuid.uuid4().hex
+        for n in range(1, size):
+            headers = {"Nats-Expected-Stream": stream, "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(n)}
+            await nc.publish(subject, body, headers=headers)
+        headers = {
+            "Nats-Expected-Stream": stream,
+            "Nats-Batch-Id": batch_id,
+            "Nats-Batch-Sequence": str(size),
+            "Nats-Batch-Commit": "1",
+        }
+        reply = await nc.request(subject, body, timeout=30.0, headers=headers)
+        answer = json.loads(reply.data)
+        if "error" in answer or answer.get("count", answer.get("batch_size")) != size:
+            raise RuntimeError(f"raw atomic batch not stored: {answer}")
+        sent += size
 
 
 async def pull_subscription(js: Any, stream: str, durable: str, subject: str) -> Any:

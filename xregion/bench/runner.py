@@ -4,9 +4,12 @@ Every measurement runs against the same ``nats-server`` (started here with file 
 ``sync_interval: always`` unless ``--nats-url``), one after another, never two at once:
 
 * raw nats-py baselines on a stream of their own: ``js.publish_async`` of 1 KB messages
-  (≤ 4000 in flight, futures bounded by ``asyncio.wait_for``: nats.py#985), pull
-  ``fetch(100)`` + ack of those messages, and the two together (publisher and pull consumer
+  (≤ 4000 in flight, futures bounded by ``asyncio.wait_for``: nats.py#985), the same in
+  JetStream atomic batches of 100 (the strongest durable raw publish), pull ``fetch(100)`` +
+  ack of those messages, and publish and consume together (publisher and pull consumer
   running at once, the consumer in a second process: the raw publish → consume pipeline);
+* the machine's Ed25519 verification rate on one core (libsodium, the signature the bus
+  checks), the ceiling of any exhaustive signature check;
 * outbound: a region's adapter validating, sealing, signing and storing events in its outbox
   (:meth:`RegionClient.open`), its relay publishing them until JetStream acknowledged them all;
 * end to end: submit at BJ → TJ's consumer verified, handled, committed and acked, as fast as
@@ -15,7 +18,13 @@ Every measurement runs against the same ``nats-server`` (started here with file 
   adapter runs in a second process (:mod:`xregion.bench.child`), as each region's adapter
   does in a deployment;
 * auditor replay with full verification vs a raw ordered read
-  (:func:`xregion.auditor.bench.run_bench`), with RSS sampled during the replay.
+  (:func:`xregion.auditor.bench.run_bench`), with RSS sampled during the replay, and the
+  coordinator's fold of the same stream into its projection.
+
+With ``profile=True`` each path also reports where its CPU goes, per event, by stage
+(:mod:`xregion.bench.profile`): BJ's process for outbound and end to end, TJ's (the child)
+for end to end, the auditor's main process for the replay, and nats-server's CPU per event
+on each path. The profiler costs a little CPU: read the rates of an unprofiled run.
 
 The server runs without TLS or authentication so that raw and bus measurements travel the same
 transport (the bus's own mutual TLS and NKey identities are not measured). With ``--nats-url``
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import statistics
@@ -40,7 +50,16 @@ from pathlib import Path
 from typing import Any
 
 from xregion.bench.child import Child, bench_adapter
-from xregion.bench.raw import IN_FLIGHT, RAW_STREAM, fetch_all, publish_all, pull_subscription, raw_stream
+from xregion.bench.profile import Profile, Sampler, install, process_cpu_seconds, uninstall
+from xregion.bench.raw import (
+    IN_FLIGHT,
+    RAW_STREAM,
+    fetch_all,
+    publish_all,
+    publish_atomic,
+    pull_subscription,
+    raw_stream,
+)
 
 SUBMITTERS = 64
 """Concurrent submitting tasks in the throughput runs (the outbox serialises their commits)."""
@@ -58,7 +77,7 @@ class Goal:
 
 
 GOALS = (
-    Goal("outbound", "outbound", "raw_publish_async", ratio=0.5),
+    Goal("outbound", "outbound", "raw_publish_async", ratio=1.0),
     Goal("end to end", "end_to_end", "raw_pipeline", ratio=0.5),
     Goal("p99 latency @ rate", "latency", "raw_publish_async", limit_ms=5.0),
 )
@@ -159,8 +178,9 @@ def machine() -> dict[str, Any]:
 
 
 async def raw_baselines(nats_url: str, count: int, workdir: Path) -> dict[str, Rate]:
-    """``raw_publish_async``, ``raw_fetch_ack`` and ``raw_pipeline`` (both at once, the
-    consumer in a process of its own as the bus's addressee is)."""
+    """``raw_publish_async``, ``raw_atomic_batch`` (atomic batches of 100), ``raw_fetch_ack``
+    and ``raw_pipeline`` (both at once, the consumer in a process of its own as the bus's
+    addressee is)."""
     import nats
 
     nc = await nats.connect(nats_url)
@@ -171,6 +191,11 @@ async def raw_baselines(nats_url: str, count: int, workdir: Path) -> dict[str, R
         started = time.perf_counter()
         await publish_all(js, "bench.raw.a", count)
         publish = Rate(count, time.perf_counter() - started)
+
+        await publish_atomic(nc, RAW_STREAM, "bench.raw.warm", min(count, 500))
+        started = time.perf_counter()
+        await publish_atomic(nc, RAW_STREAM, "bench.raw.atomic", count)
+        atomic = Rate(count, time.perf_counter() - started)
 
         started = time.perf_counter()
         await fetch_all(await pull_subscription(js, RAW_STREAM, "raw-a", "bench.raw.a"), count)
@@ -183,9 +208,33 @@ async def raw_baselines(nats_url: str, count: int, workdir: Path) -> dict[str, R
             done = float(await consumer.expect("done", timeout=max(60.0, count / 500)))
         pipeline = Rate(count, done - started)
         await js.delete_stream(RAW_STREAM)
-        return {"raw_publish_async": publish, "raw_fetch_ack": fetch, "raw_pipeline": pipeline}
+        return {
+            "raw_publish_async": publish,
+            "raw_atomic_batch": atomic,
+            "raw_fetch_ack": fetch,
+            "raw_pipeline": pipeline,
+        }
     finally:
         await nc.close()
+
+
+def ed25519_verify_rate(seconds: float = 1.0) -> Rate:
+    """Ed25519 verifications per second on one core (libsodium through PyNaCl, the check the
+    bus makes) of a signature over an event-sized message (1.5 KB)."""
+    from nacl.signing import SigningKey
+
+    key = SigningKey.generate()
+    message = os.urandom(1536)
+    signed = key.sign(message)
+    verify, signature = key.verify_key.verify, signed.signature
+    for _ in range(200):  # warm-up
+        verify(message, signature)
+    done, started = 0, time.process_time()
+    while (spent := time.process_time() - started) < seconds:
+        for _ in range(500):
+            verify(message, signature)
+        done += 500
+    return Rate(done, spent)
 
 
 # --- the bus --------------------------------------------------------------------------------
@@ -222,13 +271,61 @@ async def _submit_many(client: Any, count: int, data: dict[str, Any]) -> list[st
     return ids
 
 
+@dataclass
+class PathProfile:
+    """Where one path's CPU went: each process's :class:`Profile` over the measured interval
+    and the events it carried; nats-server's CPU seconds over the same interval."""
+
+    events: int
+    processes: dict[str, Profile] = field(default_factory=dict)
+    server_cpu_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "processes": {name: p.per_event(self.events) for name, p in self.processes.items()},
+            "nats_server_cpu_us_per_event": round(self.server_cpu_s / self.events * 1e6, 1) if self.events else 0.0,
+        }
+
+
+class _Watch:
+    """Optionally profiles this process (and reads nats-server's CPU) over an interval."""
+
+    def __init__(self, enabled: bool, server_pid: int | None, events: int) -> None:
+        self.enabled = enabled
+        self.server_pid = server_pid
+        self.result = PathProfile(events)
+        self._sampler: Sampler | None = None
+        self._server0 = 0.0
+
+    def __enter__(self) -> _Watch:
+        if self.enabled:
+            self._server0 = process_cpu_seconds(self.server_pid) if self.server_pid else 0.0
+            self._sampler = Sampler().start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._sampler is not None:
+            self.result.processes["BJ (sender)"] = self._sampler.stop()
+            if self.server_pid:
+                self.result.server_cpu_s = process_cpu_seconds(self.server_pid) - self._server0
+
+
 async def bus_paths(
-    nats_url: str, workdir: Path, count: int, latency_events: int, rate: float
-) -> tuple[Rate, Rate, Latency]:
-    """Outbound throughput, end-to-end throughput and latency at ``rate`` events/s.
+    nats_url: str,
+    workdir: Path,
+    count: int,
+    latency_events: int,
+    rate: float,
+    *,
+    profile: bool = False,
+    server_pid: int | None = None,
+) -> tuple[Rate, Rate, Latency, dict[str, PathProfile]]:
+    """Outbound throughput, end-to-end throughput and latency at ``rate`` events/s (and, with
+    ``profile``, where the CPU of the first two went).
 
     BJ's adapter runs here; in the end-to-end runs TJ's runs in a process of its own, as each
-    region's does in a deployment (:mod:`xregion.bench.addressee`)."""
+    region's does in a deployment (:mod:`xregion.bench.child`)."""
     import structlog
 
     from xregion.examples import PAYLOADS
@@ -237,6 +334,27 @@ async def bus_paths(
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # warnings off: 2 cores
     init_keys(workdir / "keys", ["BJ", "TJ", "COORD"])
     data = dict(PAYLOADS["lead.submitted"])
+    profiles: dict[str, PathProfile] = {}
+    if profile:
+        install()  # before the adapters start their threads
+    try:
+        return await _bus_paths(nats_url, workdir, count, latency_events, rate, data, profile, server_pid, profiles)
+    finally:
+        if profile:
+            uninstall()
+
+
+async def _bus_paths(
+    nats_url: str,
+    workdir: Path,
+    count: int,
+    latency_events: int,
+    rate: float,
+    data: dict[str, Any],
+    profile: bool,
+    server_pid: int | None,
+    profiles: dict[str, PathProfile],
+) -> tuple[Rate, Rate, Latency, dict[str, PathProfile]]:
 
     # Outbound: only BJ runs (nobody consumes), fresh streams.
     await _drop_bus_streams(nats_url)
@@ -245,25 +363,37 @@ async def bus_paths(
         stack.push_async_callback(bj.stop)
         await _submit_many(bj.client, min(50, count), data)  # warm-up
         await bj.wait_published(timeout=60.0)
-        started = time.perf_counter()
-        await _submit_many(bj.client, count, data)
-        await bj.wait_published(timeout=max(120.0, count / 20))
-        outbound = Rate(count, time.perf_counter() - started)
+        with _Watch(profile, server_pid, count) as watch:
+            started = time.perf_counter()
+            await _submit_many(bj.client, count, data)
+            await bj.wait_published(timeout=max(120.0, count / 20))
+            outbound = Rate(count, time.perf_counter() - started)
+        if profile:
+            profiles["outbound"] = watch.result
 
     # End to end: BJ submits, TJ verifies, handles, commits, acks (and answers a receipt).
     await _drop_bus_streams(nats_url)
     async with AsyncExitStack() as stack:
-        tj = await stack.enter_async_context(Child("adapter", nats_url, str(workdir), "TJ", log=workdir / "TJ.log"))
+        child_args = ("adapter", nats_url, str(workdir), "TJ", *(("profile",) if profile else ()))
+        tj = await stack.enter_async_context(Child(*child_args, log=workdir / "TJ.log"))
         commits = tj.commits
         bj = await bench_adapter("BJ", nats_url, workdir, "e2e-BJ.db").start()
         stack.push_async_callback(bj.stop)
         warm = await _submit_many(bj.client, min(50, count), data)
         await commits.wait_for(len(warm), timeout=60.0)
 
-        started = time.perf_counter()
-        await _submit_many(bj.client, count, data)
-        await commits.wait_for(len(warm) + count, timeout=max(120.0, count / 20))
-        end_to_end = Rate(count, time.perf_counter() - started)
+        if profile:
+            await tj.command("profile-start", "profiling")
+        with _Watch(profile, server_pid, count) as watch:
+            started = time.perf_counter()
+            await _submit_many(bj.client, count, data)
+            await commits.wait_for(len(warm) + count, timeout=max(120.0, count / 20))
+            end_to_end = Rate(count, time.perf_counter() - started)
+        if profile:
+            watch.result.processes["TJ (addressee)"] = Profile.from_json(
+                json.loads(await tj.command("profile-stop", "profile"))
+            )
+            profiles["end_to_end"] = watch.result
         await bj.wait_published(timeout=60.0)
         await tj.wait_published()  # TJ's receipts out before the latency run
         await asyncio.sleep(0.5)
@@ -288,7 +418,7 @@ async def bus_paths(
         latency.samples_ms = [(commits.at[i] - at) * 1000 for i, at in scheduled.items()]
         latency.achieved_per_s = latency_events / (max(commits.at[i] for i in scheduled) - begin)
     await _drop_bus_streams(nats_url)
-    return outbound, end_to_end, latency
+    return outbound, end_to_end, latency, profiles
 
 
 # --- the whole run --------------------------------------------------------------------------
@@ -301,21 +431,30 @@ class BenchReport:
     rates: dict[str, Rate]
     latency: Latency
     replays: list[dict[str, Any]]
+    profiles: dict[str, Any] = field(default_factory=dict)
 
     def comparisons(self) -> list[dict[str, Any]]:
         """One row per measurement: measured, baseline, ratio, goal, met."""
         rows: list[dict[str, Any]] = []
         publish = self.rates["raw_publish_async"].per_s
+        atomic = self.rates["raw_atomic_batch"].per_s
+        rows.append(_row("raw atomic batches of 100", atomic, "raw publish_async", publish))
         rows.append(_row("raw fetch(100)+ack", self.rates["raw_fetch_ack"].per_s, "raw publish_async", publish))
         rows.append(_row("raw publish→consume", self.rates["raw_pipeline"].per_s, "raw publish_async", publish))
+        verify = self.rates["ed25519_verify_1core"].per_s
+        cores = int(self.machine.get("cpus") or 1)
+        rows.append(_row("Ed25519 verify, one core (libsodium)", verify, f"× {cores} cores", verify * cores))
         rows.append(
             _row(
                 "outbound (validate, seal, sign, outbox, ack)",
                 self.rates["outbound"].per_s,
                 "raw publish_async",
                 publish,
-                goal=0.5,
+                goal=1.0,
             )
+        )
+        rows.append(
+            _row("outbound, against raw atomic batches", self.rates["outbound"].per_s, "raw atomic batches", atomic)
         )
         rows.append(
             _row(
@@ -349,6 +488,19 @@ class BenchReport:
             row["goal"] += " and flat RSS"
             row["met"] = row["met"] and replay["memory_flat"]
             rows.append(row)
+            fold = replay.get("coordinator_fold")
+            if fold is not None:
+                rows.append(_row(f"coordinator fold, {n:,} events", fold["events_per_s"], "raw ordered read", raw))
+                end_to_end = self.rates["end_to_end"].per_s
+                rows.append(
+                    _row(
+                        f"coordinator fold, {n:,} events, against end to end",
+                        fold["events_per_s"],
+                        "end to end",
+                        end_to_end,
+                        goal=1.0,
+                    )
+                )
         return rows
 
     def to_json(self) -> dict[str, Any]:
@@ -359,6 +511,7 @@ class BenchReport:
             "latency": self.latency.to_json(),
             "replay": self.replays,
             "comparisons": self.comparisons(),
+            **({"profile": self.profiles} if self.profiles else {}),
         }
 
 
@@ -393,6 +546,7 @@ async def run_all(
     rate: float = 500.0,
     nats_url: str | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    profile: bool = False,
 ) -> BenchReport:
     from xregion.auditor.bench import run_bench
     from xregion.ops.server import EmbeddedServer, ServerConfig, free_port
@@ -410,21 +564,32 @@ async def run_all(
         try:
             progress(f"raw nats-py baselines, {events:,} × 1 KB")
             rates = await raw_baselines(nats_url, events, root)
+            progress("Ed25519 verification rate, one core")
+            rates["ed25519_verify_1core"] = ed25519_verify_rate()
             progress(f"outbound and end to end, {events:,} events; latency {latency_events:,} at {rate:g}/s")
-            outbound, end_to_end, latency = await bus_paths(nats_url, root / "bus", events, latency_events, rate)
+            server_pid = server.process.pid if server is not None and server.process is not None else None
+            outbound, end_to_end, latency, profiles = await bus_paths(
+                nats_url, root / "bus", events, latency_events, rate, profile=profile, server_pid=server_pid
+            )
             rates["outbound"] = outbound
             rates["end_to_end"] = end_to_end
+            report_profiles: dict[str, Any] = {name: p.to_json() for name, p in profiles.items()}
             replays = []
-            for n in replay_events:
-                progress(f"audit replay vs raw ordered read, {n:,} events")
-                result = (await run_bench(n, nats_url=nats_url, workdir=root / f"replay-{n}")).to_json()
+            for i, n in enumerate(replay_events):
+                progress(f"audit replay vs raw ordered read{', coordinator fold' if i == 0 else ''}, {n:,} events")
+                bench = await run_bench(
+                    n, nats_url=nats_url, workdir=root / f"replay-{n}", fold=i == 0, profile=profile
+                )
+                result = bench.to_json()
                 result["memory_flat"] = memory_flat(result)
+                if bench.profile is not None:
+                    report_profiles[f"audit_replay_{n}"] = result.pop("profile")
                 replays.append(result)
             sync_ms = disk_sync_ms(root)
         finally:
             if server is not None:
                 server.stop()
-    return BenchReport({**machine(), "disk_sync_ms": sync_ms}, where, rates, latency, replays)
+    return BenchReport({**machine(), "disk_sync_ms": sync_ms}, where, rates, latency, replays, report_profiles)
 
 
 __all__ = ["BenchReport", "machine", "memory_flat", "run_all"]

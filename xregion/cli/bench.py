@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -40,6 +40,13 @@ def bench(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="Also print each path's CPU per event by stage (sampled; costs a little CPU itself).",
+        ),
+    ] = False,
 ) -> None:
     """Measure raw nats-py, outbound, end to end, latency and audit replay; print the ratios."""
     from xregion.bench.runner import run_all
@@ -53,6 +60,7 @@ def bench(
             rate=rate,
             nats_url=nats_url,
             progress=(lambda _: None) if as_json else (lambda text: err.print(f"[dim]… {text}[/dim]")),
+            profile=profile,
         )
     )
     doc = report.to_json()
@@ -96,3 +104,25 @@ def bench(
             f"replay {replay['events']:,}: RSS {r['rss_start_mb']} → peak {r['rss_peak_mb']} MB "
             f"({'flat' if replay['memory_flat'] else 'growing'}), anomalies {replay['anomalies']}"
         )
+    for path, prof in doc.get("profile", {}).items():
+        print_profile(path, prof)
+
+
+def print_profile(path: str, prof: dict[str, Any]) -> None:
+    """One path's CPU per event by stage, a table per process."""
+    processes = prof.get("processes") or {k: v for k, v in prof.items() if isinstance(v, dict)}
+    extra = []
+    if "nats_server_cpu_us_per_event" in prof:
+        extra.append(f"nats-server {prof['nats_server_cpu_us_per_event']:,.0f} µs/event")
+    if "workers_cpu_us_per_event" in prof:
+        extra.append(f"checking workers {prof['workers_cpu_us_per_event']:,.0f} µs/event")
+    for name, p in processes.items():
+        table = Table(title=f"{path} — {name}: {p['cpu_us_per_event']:,.0f} µs CPU per event", title_justify="left")
+        table.add_column("stage")
+        table.add_column("µs/event", justify="right")
+        table.add_column("share", justify="right")
+        for stage in p["stages"]:
+            table.add_row(stage["stage"], f"{stage['us_per_event']:,.1f}", f"{stage['share'] * 100:.1f} %")
+        console.print(table)
+    if extra:
+        console.print(f"{path}: " + ", ".join(extra))

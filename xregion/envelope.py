@@ -18,7 +18,8 @@ Extension attributes (CloudEvents names: lower-case letters and digits only):
 ``linkprev``       ``sha256:<hex>`` of the sender's previous event on the same link
 ``handling``       handling codes H0-H3, comma-separated (e.g. ``H0`` or ``H1,H2``)
 ``handlingnote``   the restriction spelled out, required with H3
-``answerby``       ``YYYY-MM-DD``: the addressee must answer by the end of that day (UTC+8)
+``answerby``       ``YYYY-MM-DD``: the addressee must answer by the end of that day (UTC+8);
+                   computed once by the sender (:mod:`xregion.deadlines`) and used as is by all
 ``keyid``          id of the Ed25519 key in the roster that signed the event
 ``signature``      base64 Ed25519 signature over the RFC 8785 form of all other attributes
 ================== ========================================================================

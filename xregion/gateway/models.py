@@ -47,7 +47,14 @@ def _union(catalog: Catalog, opening: bool) -> Any:
             "data": (kind.model, ...),
             "handling": (str, Field("H0", pattern=r"^H[0-3](,H[0-3])*$", description="Handling codes.")),
             "handling_note": (str | None, None),
-            "answer_by": (date | None, Field(None, description="Defaults to the family's deadline.")),
+            "answer_by": (
+                date | None,
+                Field(
+                    None,
+                    description="The date to answer by; by default the adapter computes it from the event type's "
+                    "period on the configured calendar (working days of the official calendar) and signs it.",
+                ),
+            ),
         }
         if opening:
             fields["to"] = (str, Field(pattern=r"^[A-Z]{2,8}$", description="Addressee region, or ALL."))

@@ -7,7 +7,7 @@ re-published the lead and the copy has come back through BJ's consumer — found
 ``tests/site/test_site.py``, where BJ re-published the receipt 2.5 s before TJ re-published
 the lead and the auditor reported ``illegal_transition`` ("lead referral TJ-... is unknown; it
 can only be opened by submitted, not 'received'"). If the lead's origin never re-publishes it
-(its store lost too), the hold ends after ``XREGION_RESTORE_HOLD_S`` with an error.
+(its store lost too), the hold ends after ``restore_hold_s`` (XREGION_RESTORE_HOLD_S) with an error.
 
 A copy can also come back at the very stream sequence the event had (its origin re-published
 it first thing after the restore): an adapter that has not applied the restore yet must not
@@ -122,7 +122,7 @@ async def test_the_hold_ends_when_the_cause_never_comes_back(
     with an error naming it and the missing lead (the auditor then reports the gap)."""
     js = nc.jetstream()
     lead, receipt, _ = await lost_lead_and_receipt(bus, nc, tmp_path)
-    monkeypatch.setenv("XREGION_RESTORE_HOLD_S", "1")
+    bus.settings = bus.settings.model_copy(update={"restore_hold_s": 1.0})
     await bus.start("BJ")
 
     async def published() -> bool | None:
@@ -141,7 +141,7 @@ async def test_a_copy_back_at_its_old_position_releases_the_answer_too(
     before TJ's relay has looked at the stream. TJ's lost receipt for that lead must still go
     out (after the lead), long before the hold would end."""
     monkeypatch.setattr(relay, "IDLE_RECHECK_S", 120.0)  # an idle relay looks at the stream late
-    monkeypatch.setenv("XREGION_RESTORE_HOLD_S", "120")
+    bus.settings = bus.settings.model_copy(update={"restore_hold_s": 120.0})
     stream = bus.settings.stream
     bj, tj = await bus.start("BJ", "TJ")
     first = await bj.client.open("lead.submitted", to="TJ", data=PAYLOADS["lead.submitted"])

@@ -261,6 +261,7 @@ class Adapter:
             on_published=self._published,
             check_stream=lambda: self._apply_restore(js, strict=True),
             origin=self.region,
+            hold_s=self.settings.restore_hold_s,
         )
         OUTBOX_DEPTH.labels(region=self.region).set(await self.store.outbox_depth())
         self.alerts = SecurityAlerts(

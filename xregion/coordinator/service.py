@@ -122,7 +122,13 @@ class Coordinator:
         self.reader = await StreamReader(self.nc, self.settings.stream, batch=self.batch).open()
         self.feed = ProjectionFeed(self.projection, self.reader, on_folded=_count_events)
         self.relay = Relay(
-            self.store, self.nc, self.js, self.settings.stream, check_stream=self._apply_restore, origin=COORDINATOR
+            self.store,
+            self.nc,
+            self.js,
+            self.settings.stream,
+            check_stream=self._apply_restore,
+            origin=COORDINATOR,
+            hold_s=self.settings.restore_hold_s,
         )
 
     async def _apply_restore(self) -> None:

@@ -37,9 +37,9 @@ before the event it answers (BJ's receipt for TJ's lead before TJ has re-publish
 the relay holds back an event whose cause (``causationid``) is an event this region handled
 beyond the backup until the cause's re-published copy has come back through the region's
 consumer — and the events after it, to keep origin order — for at most ``hold_s`` seconds
-(``XREGION_RESTORE_HOLD_S``; the cause's origin may have lost its store too), then publishes
-anyway and logs an error. Causes always precede their answers, so no two regions can hold
-each other.
+(``XREGION_RESTORE_HOLD_S``, ``RuntimeSettings.restore_hold_s``; the cause's origin may have
+lost its store too), then publishes anyway and logs an error. Causes always precede their
+answers, so no two regions can hold each other.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import time
 import uuid
@@ -76,7 +75,6 @@ PUBLISH_TIMEOUT_S = 5.0
 IDLE_RECHECK_S = 5.0
 HOLD_RECHECK_S = 0.25
 """How often a relay holding an answer back checks whether its cause has come back."""
-RESTORE_HOLD_ENV = "XREGION_RESTORE_HOLD_S"
 RESTORE_HOLD_S = 300.0
 """How long, by default, an answer waits after a restore for the event it answers."""
 MAX_BATCH = 256
@@ -103,15 +101,6 @@ class _OriginMoved(Exception):
     def __init__(self, last: int) -> None:
         super().__init__(f"the stream's last event of this origin is at {last}")
         self.last = last
-
-
-def restore_hold_s() -> float:
-    """``XREGION_RESTORE_HOLD_S`` (seconds, default :data:`RESTORE_HOLD_S`)."""
-    try:
-        return max(0.0, float(os.environ.get(RESTORE_HOLD_ENV) or RESTORE_HOLD_S))
-    except ValueError:
-        log.warning(f"{RESTORE_HOLD_ENV} is not a number of seconds; using {RESTORE_HOLD_S}")
-        return RESTORE_HOLD_S
 
 
 class Reconnected(Exception):
@@ -201,7 +190,7 @@ class Relay:
         """The stream sequence of this origin's last event in the stream (None: read it from the store)."""
         self._rewound_to: int | None = None
         """The server said the stream ends this origin's events here, before what the store holds."""
-        self.hold_s = restore_hold_s() if hold_s is None else hold_s
+        self.hold_s = RESTORE_HOLD_S if hold_s is None else hold_s
         """How long an answer waits for its cause after a restore."""
         self._holds: dict[str, tuple[float, str]] = {}
         """Event id held back → (since when, the id of the cause it waits for)."""

@@ -71,4 +71,10 @@ class RuntimeSettings(BaseSettings):
         "already been exposed to the broker, the coordinator and the auditor) or accept it with a warning naming "
         "the fields (a migration setting for producers that do not seal yet).",
     )
+    restore_hold_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="After a restore of the stream, how long an answer waits for the event it answers to be "
+        "re-published by its origin before it is published anyway, with an error (xregion.runtime.restores).",
+    )
     log_format: str = Field(default="auto", description="auto | json | console")

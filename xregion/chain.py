@@ -97,24 +97,27 @@ class ChainTracker:
                 event_id=event_id,
             )
 
-    def accept(self, event: Mapping[str, Any], chain: str, fields: tuple[str, str] = ORIGIN) -> ChainHead:
+    def accept(
+        self, event: Mapping[str, Any], chain: str, fields: tuple[str, str] = ORIGIN, *, digest: str | None = None
+    ) -> ChainHead:
         """Check ``event`` (a signed wire dict) against ``chain`` and make it the new head.
 
         ``fields`` names the attributes: :data:`ORIGIN` (``originseq``/``prevhash``) or
-        :data:`LINK` (``linkseq``/``linkprev``).
+        :data:`LINK` (``linkseq``/``linkprev``). ``digest``: the event's hash when the caller
+        has it (from its canonical bytes, :func:`~xregion.signing.hash_of_canonical`).
         """
         seq, prevhash = event.get(fields[0]), event.get(fields[1])
         if not isinstance(seq, int) or not isinstance(prevhash, str):
             raise ChainGap(f"{chain} event lacks {fields[0]}/{fields[1]}", chain=chain, origin=chain.split(">")[0])
         self.check(chain, seq, prevhash, str(event.get("id", "?")))
-        head = ChainHead(seq, event_hash(event))
+        head = ChainHead(seq, digest if digest is not None else event_hash(event))
         self.heads[chain] = head
         return head
 
-    def accept_link(self, event: Mapping[str, Any]) -> tuple[str, ChainHead]:
+    def accept_link(self, event: Mapping[str, Any], *, digest: str | None = None) -> tuple[str, ChainHead]:
         """Check ``event`` against its link chain (sender → addressee)."""
         source, addressee = str(event.get("source", "")), str(event.get("addressee", ""))
         sender = source.split(":")[2] if source.count(":") >= 3 else source
         version = str(event.get("type", "")).rsplit(".v", 1)[-1]
         chain = link_key(sender, addressee, int(version) if version.isdigit() else 1)
-        return chain, self.accept(event, chain, LINK)
+        return chain, self.accept(event, chain, LINK, digest=digest)

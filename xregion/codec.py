@@ -100,8 +100,21 @@ def decode_data(event_type: EventType, data: dict[str, Any], registry: RegionReg
         raise schema_invalid(f"data of {event_type.ce_type}", exc, "data", type=event_type.ce_type) from None
 
 
-def decode_dict(wire: Any, *, catalog: Catalog = CATALOG, registry: RegionRegistry | None = None) -> DecodedEvent:
-    """Validate an already-parsed JSON value as an event."""
+def decode_dict(
+    wire: Any,
+    *,
+    catalog: Catalog = CATALOG,
+    registry: RegionRegistry | None = None,
+    opened: dict[str, Any] | None = None,
+    payload: Contract | None = None,
+) -> DecodedEvent:
+    """Validate an already-parsed JSON value as an event.
+
+    ``opened``: the event's data with its sealed fields opened, when the caller has it (the
+    sender, who sealed them): the payload is then validated once, opened, and the event
+    returned read with it (as :meth:`DecodedEvent.opened` would), instead of validating the
+    sealed form and then the opened one; ``payload``: ``opened`` validated already, as
+    :func:`decode_data` would (with ``registry``), by whoever composed it."""
     if not isinstance(wire, dict):
         raise SchemaInvalid(f"an event is a JSON object, got {type(wire).__name__}", errors=[])
     try:
@@ -115,9 +128,12 @@ def decode_dict(wire: Any, *, catalog: Catalog = CATALOG, registry: RegionRegist
             f"(expected {event_type.dataschema!r})",
             errors=[{"field": "dataschema", "error": "does not match type"}],
         )
-    payload = decode_data(event_type, envelope.data, registry)
+    if payload is None or opened is None or not isinstance(payload, event_type.model):
+        payload = decode_data(event_type, envelope.data if opened is None else opened, registry)
     if registry is not None:
         check_parties(envelope, registry)
+    if opened is not None:
+        envelope = envelope.model_copy(update={"data": opened})
     return DecodedEvent(wire, envelope, event_type, payload)
 
 

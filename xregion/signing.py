@@ -52,6 +52,56 @@ def signing_input(event: Mapping[str, Any]) -> bytes:
     return canonical({k: v for k, v in event.items() if k != SIGNATURE})
 
 
+def _around_signature(event: Mapping[str, Any]) -> tuple[bool, bytes] | None:
+    """Whether ``event`` has members before ``signature`` in JCS order, and the canonical
+    text of the members after it (without braces); None when a member name is not ASCII
+    (then JCS's UTF-16 order is not worked out here)."""
+    if not all(type(k) is str and k.isascii() for k in event):
+        return None
+    before = any(k < SIGNATURE for k in event)
+    after = {k: v for k, v in event.items() if k > SIGNATURE}
+    return before, (canonical(after)[1:-1] if after else b"")
+
+
+def signing_input_of_wire(wire: bytes, event: Mapping[str, Any]) -> bytes:
+    """The signing input of an event from its wire bytes, which must be the canonical form of
+    ``event`` (as the receivers require, ``not_canonical``): RFC 8785 writes an object's
+    members sorted and joined by commas, so the canonical form without ``signature`` is the
+    wire bytes without that member. Only the members after ``signature`` are written again,
+    to find it (a nested member of the same name cannot be taken for it); anything
+    unexpected falls back to :func:`signing_input`."""
+    signature = event.get(SIGNATURE)
+    around = _around_signature(event) if isinstance(signature, str) else None
+    if around is None or not isinstance(signature, str):
+        return signing_input(event)
+    before, tail = around
+    member = b'"signature":' + canonical_string(signature)
+    end = (b"," if before else b"") + member + (b"," + tail if tail else b"") + b"}"
+    if not wire.endswith(end) or len(wire) < len(end) + 1:
+        return signing_input(event)
+    return wire[: len(wire) - len(end)] + (b"," if before and tail else b"") + tail + b"}"
+
+
+def wire_of_signing_input(signed_input: bytes, unsigned: Mapping[str, Any], signature: str) -> bytes:
+    """The canonical form of ``unsigned`` with ``signature`` attached, from the canonical
+    form of ``unsigned`` (the signing input): the ``signature`` member put in its place."""
+    around = _around_signature(unsigned)
+    if around is None:
+        return canonical({**unsigned, SIGNATURE: signature})
+    before, tail = around
+    end = (b"," if before and tail else b"") + tail + b"}"
+    if not signed_input.endswith(end):
+        return canonical({**unsigned, SIGNATURE: signature})
+    member = b'"signature":' + canonical_string(signature)
+    head = signed_input[: len(signed_input) - len(end)]
+    return head + (b"," if before else b"") + member + (b"," + tail if tail else b"") + b"}"
+
+
+def canonical_string(text: str) -> bytes:
+    """The canonical form of a JSON string."""
+    return jcs.dumps(text)
+
+
 def event_hash(event: Mapping[str, Any]) -> str:
     """The chain hash of a complete signed event."""
     return hash_of_canonical(canonical(event))
@@ -98,10 +148,16 @@ class Signer:
 
     def sign(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of ``event`` with this key's ``keyid`` and the ``signature`` attached."""
+        return self.sign_encoded(event)[0]
+
+    def sign_encoded(self, event: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """:meth:`sign`, and the signed event's canonical form (its wire bytes), written once:
+        the signature member is put into the signed bytes (:func:`wire_of_signing_input`)."""
         unsigned = {k: v for k, v in event.items() if k != SIGNATURE}
         unsigned["keyid"] = self.key_id
-        signature = self._key.sign(canonical(unsigned)).signature
-        return {**unsigned, SIGNATURE: base64.b64encode(signature).decode("ascii")}
+        signed_input = canonical(unsigned)
+        signature = base64.b64encode(self._key.sign(signed_input).signature).decode("ascii")
+        return {**unsigned, SIGNATURE: signature}, wire_of_signing_input(signed_input, unsigned, signature)
 
 
 @dataclass(frozen=True)
@@ -231,6 +287,7 @@ class KeyRoster:
         *,
         received_at: datetime | None = None,
         grace: timedelta = timedelta(0),
+        signed_bytes: bytes | None = None,
     ) -> RosterKey:
         """Check ``event``'s signature; ``sender`` and ``at`` come from its parsed envelope.
 
@@ -240,6 +297,9 @@ class KeyRoster:
         revocation, whatever ``time`` it claims: a thief can backdate ``time``, but not the
         stream's clock. The grace lets events that were legitimately signed before the
         revocation, and then waited in an outbox during an outage, still be delivered.
+
+        ``signed_bytes``: the signing input when the caller has it already
+        (:func:`signing_input_of_wire`); otherwise it is written from ``event``.
 
         Raises :class:`UnknownKey`, :class:`KeyNotValid`, :class:`KeyRevoked` or
         :class:`BadSignature`, each naming the key.
@@ -257,7 +317,8 @@ class KeyRoster:
         raw = event.get(SIGNATURE)
         try:
             signature = base64.b64decode(raw if isinstance(raw, str) else "", validate=True)
-            self._verifiers[key_id].verify(signing_input(event), signature)
+            message = signed_bytes if signed_bytes is not None else signing_input(event)
+            self._verifiers[key_id].verify(message, signature)
         except (BadSignatureError, binascii.Error, ValueError):
             raise BadSignature(f"signature does not verify with key {key_id}", keyid=key_id) from None
         return key

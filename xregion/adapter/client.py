@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import ObjectNotFoundError
 
 from xregion.codec import DecodedEvent
-from xregion.compose import compose
+from xregion.compose import compose_validated
 from xregion.contracts.catalog import Catalog
 from xregion.contracts.common import AttachmentRef, Contract
 from xregion.deadlines import RESUMES, DeadlinePolicy, beijing_date
@@ -166,7 +166,7 @@ class RegionClient:
         kind = self._catalog.get(family, event, version)
         now = self.clock()
         due = answer_by or await self._answer_by(event_type, referral_id, to, beijing_date(now))
-        unsigned = compose(
+        unsigned, payload = compose_validated(
             kind,
             data,
             sender=self.region,
@@ -179,8 +179,9 @@ class RegionClient:
             handling_note=handling_note,
             answer_by=due,
             time=now,
+            registry=self._outbox.registry,
         )
-        sent = await self._outbox.submit(unsigned)
+        sent = await self._outbox.submit(unsigned, payload)
         env = sent.envelope
         log.info(
             "event submitted",

@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -91,8 +90,8 @@ from xregion.codec import (
     parse_strict,
     step_of,
 )
-from xregion.contracts.catalog import Catalog
-from xregion.contracts.common import AttachmentRef
+from xregion.contracts.catalog import Catalog, EventType
+from xregion.contracts.common import AttachmentRef, Sealed
 from xregion.envelope import Envelope
 from xregion.errors import (
     ChainGap,
@@ -121,8 +120,8 @@ from xregion.runtime.nats_compat import is_utf8, printable
 from xregion.runtime.settings import RuntimeSettings
 from xregion.runtime.store import HistoryEntry, Store, Tx
 from xregion.runtime.topology import BACKOFF_S, consumer_name
-from xregion.sealing import FieldSealing, plain_fields
-from xregion.signing import KeyRoster, hash_of_canonical
+from xregion.sealing import FieldSealing, is_sealed, plain_fields, sensitive_values
+from xregion.signing import KeyRoster, hash_of_canonical, signing_input_of_wire
 from xregion.subjects import build as build_subject
 from xregion.subjects import parse as parse_subject
 
@@ -396,7 +395,7 @@ class Consumer:
         except Exception:
             return Inspection()
         try:
-            self._check_signature(wire, envelope, msg.metadata)
+            self._check_signature(wire, envelope, msg.metadata, msg.data or b"")
         except Exception:
             return Inspection(wire, envelope)
         try:
@@ -446,7 +445,7 @@ class Consumer:
             log.info("duplicate delivery ignored", **bound)
             return "ack"
         try:
-            self._verify(wire, envelope, meta, seen)
+            self._verify(wire, envelope, meta, seen, msg.data or b"")
             if seen_at is not None:
                 raise ChainReplay(
                     f"event {envelope.id} was already delivered as stream message {seen_at}; stream message "
@@ -462,7 +461,8 @@ class Consumer:
         heads = await self.store.lookup(Store.chain_heads)
         tracker = ChainTracker(heads)
         try:
-            chain, head = tracker.accept_link(wire)
+            # The bytes are the event's canonical form (checked): its hash is theirs.
+            chain, head = tracker.accept_link(wire, digest=hash_of_canonical(msg.data or b""))
         except ChainGap as exc:
             # Wait for the missing event only while redeliveries remain: when JetStream's
             # budget runs out the message would be dropped without a dead letter.
@@ -490,7 +490,7 @@ class Consumer:
             async with self.store.transaction() as tx:
                 with HANDLER_LATENCY.labels(region=self.region).time():
                     await self.handler(Delivery(event, stream_seq, delivered, tx, self.catalog))
-                await self.store.lookup(lambda db: self._record(db, event, stream_seq, state))
+                await self.store.lookup(lambda db: self._record(db, event, stream_seq, state, msg.data or b""))
                 await self._receipt(event)
         except Exception as exc:
             if self._last_delivery(msg):
@@ -515,23 +515,34 @@ class Consumer:
         )
         return "ack"
 
-    def _verify(self, wire: dict[str, Any], envelope: Envelope, meta: Msg.Metadata, seen: Inspection) -> None:
+    def _verify(
+        self, wire: dict[str, Any], envelope: Envelope, meta: Msg.Metadata, seen: Inspection, body: bytes
+    ) -> None:
         """Verify the signature (unless the inspecting thread found that it verifies); on a
         key the roster lacks, reload the roster once and retry."""
         if seen.verified:
             return
         try:
-            self._check_signature(wire, envelope, meta)
+            self._check_signature(wire, envelope, meta, body)
         except UnknownKey:
             if not self.rosters.refresh(force=True):
                 raise
-            self._check_signature(wire, envelope, meta)
+            self._check_signature(wire, envelope, meta, body)
 
-    def _check_signature(self, wire: dict[str, Any], envelope: Envelope, meta: Msg.Metadata) -> None:
+    def _check_signature(self, wire: dict[str, Any], envelope: Envelope, meta: Msg.Metadata, body: bytes) -> None:
         """The roster in force verifies ``wire``'s signature, the revocation grace measured
-        against when the message reached the stream."""
+        against when the message reached the stream. ``body``, the message's bytes, is the
+        event's canonical form (checked before): the signed bytes are cut from it, not
+        written again (:func:`~xregion.signing.signing_input_of_wire`)."""
         grace = timedelta(seconds=self.settings.revocation_grace_s)
-        self.roster.verify(wire, envelope.sender, envelope.time, received_at=meta.timestamp, grace=grace)
+        self.roster.verify(
+            wire,
+            envelope.sender,
+            envelope.time,
+            received_at=meta.timestamp,
+            grace=grace,
+            signed_bytes=signing_input_of_wire(body, wire),
+        )
 
     def _envelope(self, body: bytes) -> tuple[dict[str, Any], Envelope]:
         wire, canonical_form = parse_strict(body)
@@ -554,7 +565,7 @@ class Consumer:
         and in its outbox with these very bytes at this stream position (or not yet marked
         published). Otherwise it raises (``own_event_unknown``, ``chain_replay``, or the
         signature's own code): a stolen key, a forged or replayed echo."""
-        self._verify(wire, envelope, msg.metadata, seen)
+        self._verify(wire, envelope, msg.metadata, seen, msg.data or b"")
         expected = build_subject(
             envelope.family, envelope.event, envelope.sender, envelope.addressee, f"v{envelope.version}"
         )
@@ -618,15 +629,41 @@ class Consumer:
         LIFECYCLES.check_role(envelope.event_type, envelope.sender, envelope.addressee)
         if envelope.dataschema != event_type.dataschema:
             raise SchemaInvalid(f"dataschema {envelope.dataschema!r} does not match {envelope.type}", errors=[])
-        payload = decode_data(event_type, envelope.data, self.registry)
-        check_parties(envelope, self.registry)
-        event = DecodedEvent(wire, envelope, event_type, payload)
-        check_subject(parse_subject(msg.subject), event)
-        event = self._open(event, seen)
+        event = self._decoded_once(msg, wire, envelope, event_type, seen)
+        if event is None:  # each check in its order, so the first fault is the one reported
+            payload = decode_data(event_type, envelope.data, self.registry)
+            check_parties(envelope, self.registry)
+            event = DecodedEvent(wire, envelope, event_type, payload)
+            check_subject(parse_subject(msg.subject), event)
+            event = self._open(event, seen)
         await self._check_attachments(event.payload, envelope.sender)
         previous = await self.store.lookup(lambda db: Store.load_referral(db, envelope.subject))
         state = LIFECYCLES.apply(previous, step_of(event))
         return event, state, previous
+
+    def _decoded_once(
+        self, msg: Msg, wire: dict[str, Any], envelope: Envelope, event_type: EventType, seen: Inspection
+    ) -> DecodedEvent | None:
+        """The event read with its personal data opened, its payload validated once (opened)
+        when the inspecting thread opened it and every personal-data field came sealed: each
+        sealed value checked as a ``Sealed`` value, the opened data as the payload — what
+        validating the sealed form and then the opened one checks. None when anything is
+        not so: the caller then checks step by step and reports the first fault."""
+        if seen.opened is None:
+            return None
+        values = sensitive_values(event_type.model, envelope.data)
+        if not all(is_sealed(value) for _, value in values):
+            return None  # personal data in the clear: refused or warned about, step by step
+        try:
+            for _, value in values:
+                Sealed.model_validate(value)
+            payload = decode_data(event_type, seen.opened, self.registry)
+            check_parties(envelope, self.registry)
+            event = DecodedEvent(wire, envelope.model_copy(update={"data": seen.opened}), event_type, payload)
+            check_subject(parse_subject(msg.subject), event)
+        except (ContractError, ValidationError):
+            return None
+        return event
 
     def _open(self, event: DecodedEvent, seen: Inspection) -> DecodedEvent:
         """The event with the personal data sealed to this region opened (``unseal_failed``
@@ -675,7 +712,10 @@ class Consumer:
                     object_name=ref.object_name,
                 )
 
-    def _record(self, db: sqlite3.Connection, event: DecodedEvent, stream_seq: int, state: ReferralState) -> None:
+    def _record(
+        self, db: sqlite3.Connection, event: DecodedEvent, stream_seq: int, state: ReferralState, body: bytes
+    ) -> None:
+        """The inbox row: ``body`` is the event as it arrived, its canonical form (as signed)."""
         env = event.envelope
         db.execute(
             "INSERT INTO inbox (event_id, origin, originseq, subject, referral_id, event_type, payload, "
@@ -687,7 +727,7 @@ class Consumer:
                 event.subject,
                 env.subject,
                 env.event_type,
-                json.dumps(event.wire, ensure_ascii=False).encode(),
+                body,
                 stream_seq,
             ),
         )

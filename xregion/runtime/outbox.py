@@ -28,14 +28,18 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from xregion.codec import DecodedEvent, encode, step_of
-from xregion.compose import seal
+from xregion.codec import DecodedEvent, step_of
+from xregion.compose import seal_encoded
 from xregion.contracts.catalog import Catalog
+from xregion.contracts.common import Contract
 from xregion.lifecycle import LIFECYCLES
 from xregion.regions import BROADCAST, RegionRegistry
 from xregion.runtime.store import HistoryEntry, Store
 from xregion.sealing import FieldSealing
 from xregion.signing import Signer, hash_of_canonical
+
+Submission = tuple[dict[str, Any], Contract | None]
+"""An unsigned event and, if its composer validated it, its payload."""
 
 MAX_GROUP = 64
 """Submissions written by one transaction at most (bounds how long it holds the store)."""
@@ -58,13 +62,16 @@ class Outbox:
         self.registry = registry
         self.sealing = sealing
         self.on_commit = on_commit
-        self._queue: list[tuple[dict[str, Any], asyncio.Future[DecodedEvent]]] = []
+        self._queue: list[tuple[Submission, asyncio.Future[DecodedEvent]]] = []
         self._writer: asyncio.Task[None] | None = None
         self.groups = 0
         """Group transactions written so far."""
 
-    async def submit(self, unsigned: dict[str, Any]) -> DecodedEvent:
+    async def submit(self, unsigned: dict[str, Any], payload: Contract | None = None) -> DecodedEvent:
         """Store ``unsigned`` (from :func:`xregion.compose.compose`) as this origin's next event.
+
+        ``payload``: its data validated already with this outbox's registry
+        (:func:`xregion.compose.compose_validated`), so it is not validated again.
 
         Raises a :class:`~xregion.errors.ContractError` or
         :class:`~xregion.errors.LifecycleError` (nothing stored) when it is not valid.
@@ -73,11 +80,11 @@ class Outbox:
             # One event, on the event loop's thread: a hop to the store's thread costs more
             # than the append while the loop is busy (a handler's answer, in a batch).
             async with self.store.transaction():
-                decoded = await self.store.lookup(lambda db: self._append(db, unsigned))
+                decoded = await self.store.lookup(lambda db: self._append(db, (unsigned, payload)))
             self.on_commit()
             return decoded
         waiting: asyncio.Future[DecodedEvent] = asyncio.get_running_loop().create_future()
-        self._queue.append((unsigned, waiting))
+        self._queue.append(((unsigned, payload), waiting))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_queued(), name="outbox-group-commit")
         return await waiting
@@ -88,7 +95,7 @@ class Outbox:
         The group is taken once the transaction has begun (the store may be busy until
         then): what queued in the meantime joins it, what was cancelled is left out."""
         while self._queue:
-            group: list[tuple[dict[str, Any], asyncio.Future[DecodedEvent]]] = []
+            group: list[tuple[Submission, asyncio.Future[DecodedEvent]]] = []
             try:
                 async with self.store.transaction() as tx:
                     taken, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
@@ -115,14 +122,14 @@ class Outbox:
                 else:
                     waiting.set_result(outcome)
 
-    def _append_all(self, group: list[dict[str, Any]], db: sqlite3.Connection) -> list[DecodedEvent | Exception]:
-        return [self._append_alone(db, unsigned) for unsigned in group]
+    def _append_all(self, group: list[Submission], db: sqlite3.Connection) -> list[DecodedEvent | Exception]:
+        return [self._append_alone(db, submission) for submission in group]
 
-    def _append_alone(self, db: sqlite3.Connection, unsigned: dict[str, Any]) -> DecodedEvent | Exception:
+    def _append_alone(self, db: sqlite3.Connection, submission: Submission) -> DecodedEvent | Exception:
         """:meth:`_append` inside a savepoint: an invalid submission leaves no trace in the group."""
         db.execute("SAVEPOINT submission")
         try:
-            decoded = self._append(db, unsigned)
+            decoded = self._append(db, submission)
         except Exception as exc:
             db.execute("ROLLBACK TO submission")
             db.execute("RELEASE submission")
@@ -130,22 +137,24 @@ class Outbox:
         db.execute("RELEASE submission")
         return decoded
 
-    def _append(self, db: sqlite3.Connection, unsigned: dict[str, Any]) -> DecodedEvent:
+    def _append(self, db: sqlite3.Connection, submission: Submission) -> DecodedEvent:
+        unsigned, payload = submission
         head = Store.outbox_head(db)
         version = int(unsigned["type"].rsplit(".v", 1)[1])
         link = Store.link_head(db, unsigned["addressee"], version)
-        decoded = seal(
+        decoded, wire = seal_encoded(
             self._sealed(unsigned),
             seq=head.seq + 1,
             prevhash=head.hash,
             linkseq=link.seq + 1,
             linkprev=link.hash,
             signer=self.signer,
+            opened=unsigned["data"],
+            payload=payload,
             catalog=self.catalog,
             registry=self.registry,
-        ).opened(unsigned["data"], self.registry)
+        )
         env = decoded.envelope
-        wire = encode(decoded.wire)
         previous = Store.load_referral(db, env.subject)
         state = LIFECYCLES.apply(previous, step_of(decoded))
         db.execute(

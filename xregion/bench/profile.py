@@ -31,10 +31,14 @@ from typing import Any
 
 STAGES: tuple[tuple[str, str, str], ...] = (
     # (module, function or Class.method, stage)
+    ("xregion.compose", "compose_validated", "validate payload, compose"),
     ("xregion.compose", "compose", "validate payload, compose"),
+    ("xregion.compose", "seal_encoded", "chain + sign + validate signed"),
     ("xregion.compose", "seal", "chain + sign + validate signed"),
+    ("xregion.deadlines", "DeadlinePolicy.default_answer_by", "deadline (working days)"),
     ("xregion.sealing", "FieldSealing.seal", "seal personal data"),
     ("xregion.sealing", "FieldSealing.open", "open personal data"),
+    ("xregion.signing", "Signer.sign_encoded", "sign Ed25519"),
     ("xregion.signing", "Signer.sign", "sign Ed25519"),
     ("xregion.signing", "KeyRoster.verify", "verify Ed25519"),
     ("xregion.signing", "canonical", "canonical JSON (JCS)"),

@@ -211,3 +211,63 @@ async def test_a_submission_cancelled_while_it_waits_is_not_stored(
         assert [(seq, event_id) for seq, event_id, _ in rows] == [(1, first.envelope.id), (2, third.envelope.id)]
     finally:
         await bj.store.close()
+
+
+async def test_batches_do_not_wait_for_the_previous_ones_acknowledgements_to_be_recorded(
+    bus: Bus, js: JetStreamContext, signers: dict[str, Signer], roster: KeyRoster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording a batch's acknowledgements (a disk sync) runs while the next batch is
+    published: with recording held back, every batch still reaches the stream; the outbox
+    records them all, in the end, with their stream sequences."""
+    await js.add_stream(event_stream_config(bus.settings))
+    bj = offline_adapter(bus, B, signers, roster)
+    await bj.store.open()
+    release = asyncio.Event()
+    original = bj.store.mark_published
+
+    async def held(acks: list[tuple[int, int]], **kwargs: Any) -> bool:
+        await release.wait()
+        return await original(acks, **kwargs)
+
+    monkeypatch.setattr(bj.store, "mark_published", held)
+    nc = await nats.connect(bj.nats_url)
+    relay = Relay(bj.store, nc, nc.jetstream(), bus.settings.stream, batch=10)
+    task = asyncio.create_task(relay.run())
+    try:
+        for _ in range(30):
+            await bj.client.open("lead.submitted", to=T, data=PAYLOADS["lead.submitted"])
+        with anyio.fail_after(30):  # three batches in the stream, none of them recorded yet
+            while int((await js.stream_info(bus.settings.stream)).state.messages or 0) < 30:
+                await asyncio.sleep(0.02)
+        assert await bj.store.outbox_depth() == 30
+        release.set()
+        with anyio.fail_after(30):
+            while await bj.store.outbox_depth():
+                await asyncio.sleep(0.02)
+        stored = await stream_events(js, bus.settings.stream)
+        assert [event["originseq"] for _, event, _ in stored] == list(range(1, 31))
+        assert [(seq, stream_seq) for seq, _, stream_seq in await outbox_rows(bj)] == [(n, n) for n in range(1, 31)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await nc.close()
+        await bj.store.close()
+
+
+async def test_acknowledgements_are_not_recorded_over_a_requeue(
+    bus: Bus, signers: dict[str, Signer], roster: KeyRoster
+) -> None:
+    """An acknowledgement recorded after a restore or rewind made events pending again could
+    mark one the stream lost as published: it is dropped (the event goes out again)."""
+    bj = offline_adapter(bus, B, signers, roster)
+    await bj.store.open()
+    try:
+        await bj.client.open("lead.submitted", to=T, data=PAYLOADS["lead.submitted"])
+        before = bj.store.requeues
+        await bj.store.requeue_beyond(0)
+        assert not await bj.store.mark_published([(1, 1)], unless_requeued=before)
+        assert await bj.store.outbox_depth() == 1
+        assert await bj.store.mark_published([(1, 1)], unless_requeued=bj.store.requeues)
+        assert await bj.store.outbox_depth() == 0
+    finally:
+        await bj.store.close()

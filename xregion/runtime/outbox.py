@@ -92,15 +92,21 @@ class Outbox:
     async def _write_queued(self) -> None:
         """Write the queued submissions, a group per transaction, until the queue is empty.
 
-        The group is taken once the transaction has begun (the store may be busy until
-        then): what queued in the meantime joins it, what was cancelled is left out."""
+        The group is taken once the store is free (it may be busy until then): what queued
+        in the meantime joins it, what was cancelled is left out. ``BEGIN``, the group and
+        ``COMMIT`` go to the store's thread in one hop (:meth:`Store.write`): the only wait
+        on the way is the commit's disk sync."""
         while self._queue:
             group: list[tuple[Submission, asyncio.Future[DecodedEvent]]] = []
+
+            def take() -> Callable[[sqlite3.Connection], list[DecodedEvent | Exception]] | None:
+                nonlocal group
+                taken, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+                group = [(submission, waiting) for submission, waiting in taken if not waiting.done()]
+                return partial(self._append_all, [s for s, _ in group]) if group else None
+
             try:
-                async with self.store.transaction() as tx:
-                    taken, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
-                    group = [(unsigned, waiting) for unsigned, waiting in taken if not waiting.done()]
-                    outcomes = await tx.run(partial(self._append_all, [u for u, _ in group])) if group else []
+                outcomes = await self.store.write(take) or []
             except Exception as exc:  # the transaction itself failed: nothing of the group is stored
                 for _, waiting in group:
                     if not waiting.done():

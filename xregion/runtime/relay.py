@@ -187,6 +187,12 @@ class Relay:
         self.origin_filter = f"{ROOT}.*.*.*.{origin}.*" if origin is not None else None
         """Every subject this origin publishes on (the sender is the fifth token)."""
         self._expected: int | None = None
+        self._marking: asyncio.Task[None] | None = None
+        """Recording the last acknowledged batch in the store, while the next one is published."""
+        self._sent_upto = 0
+        """The last outbox sequence acknowledged, recorded or not yet (0: read the store)."""
+        self._requeues = store.requeues
+        """The store's :attr:`~xregion.runtime.store.Store.requeues` when last read."""
         """The stream sequence of this origin's last event in the stream (None: read it from the store)."""
         self._rewound_to: int | None = None
         """The server said the stream ends this origin's events here, before what the store holds."""
@@ -217,6 +223,8 @@ class Relay:
     async def _checked(self) -> None:
         """Until the stream has been checked on the current connection."""
         failures = 0
+        if self._stale():
+            await self._settle_marks()  # recorded before the check may make events pending again
         while self._stale():
             if not self.nc.is_connected:  # an outage: nats-py reconnects; nothing to say meanwhile
                 await asyncio.sleep(0.5)
@@ -277,10 +285,28 @@ class Relay:
         raise Reconnected
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self._marking is not None:  # the last acknowledgements recorded before stopping
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(self._marking)
+
+    async def _settle_marks(self) -> None:
+        """Until the acknowledgements being recorded are, then read the outbox from the store."""
+        if self._marking is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._marking)
+        self._sent_upto = 0
+        self._requeues = self.store.requeues
+
+    async def _run(self) -> None:
         while True:
             self.wake.clear()
             await self._checked()
-            pending = await self.store.pending(self.batch)
+            if self._requeues != self.store.requeues:  # a restore or rewind made events pending again
+                await self._settle_marks()
+            pending = await self.store.pending(self.batch, after=self._sent_upto)
             rows = await self._releasable(pending)
             if not rows:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
@@ -343,11 +369,34 @@ class Relay:
         finally:
             if acks:
                 self._expected = max(self._expected or 0, *(ack.seq for _, ack in acks))
-                await asyncio.shield(self.store.mark_published([(row.seq, ack.seq) for row, ack in acks]))
+                self._sent_upto = max(self._sent_upto, *(row.seq for row, _ in acks))
                 self.published += len(acks)
-                if self.on_published is not None:
-                    for row, ack in acks:
-                        await self.on_published(row, ack)
+                self._record(acks)
+
+    def _record(self, acks: list[tuple[OutboxRow, PubAck]]) -> None:
+        """Record ``acks`` in the store in the background, after those before them: the next
+        batch is published meanwhile (it never waits for this disk sync). Nothing is recorded
+        if a restore or rewind made events pending again since (they go out again, and are
+        acknowledged as duplicates); a failure makes the relay read the outbox anew."""
+        previous, requeues = self._marking, self._requeues
+
+        async def record() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            try:
+                recorded = await self.store.mark_published(
+                    [(row.seq, ack.seq) for row, ack in acks], unless_requeued=requeues
+                )
+            except Exception as exc:
+                log.error("acknowledgements not recorded; reading the outbox again", error=type(exc).__name__)
+                self._sent_upto = 0
+                return
+            if recorded and self.on_published is not None:
+                for row, ack in acks:
+                    await self.on_published(row, ack)
+
+        self._marking = asyncio.create_task(record(), name="relay-record-acks")
 
     async def _publish_atomic(self, rows: list[OutboxRow]) -> list[tuple[OutboxRow, PubAck]]:
         """``rows`` as one atomic batch; raises :class:`_FallBack` when it was not stored."""

@@ -27,6 +27,7 @@ Tables
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import sqlite3
@@ -164,6 +165,10 @@ class Store:
         self._lock = asyncio.Lock()
         self._savepoints = 0
         self._db: sqlite3.Connection | None = None
+        self.requeues = 0
+        """Times outbox events were made pending again (a restore, a rewound stream): a relay
+        that publishes while its previous acknowledgements are being recorded
+        (:meth:`mark_published` with ``unless_requeued``) must read the outbox anew."""
 
     # --- thread plumbing ----------------------------------------------------------------
 
@@ -229,6 +234,37 @@ class Store:
             finally:
                 _in_tx.reset(token)
 
+    async def write(self, prepare: Callable[[], Callable[[sqlite3.Connection], T] | None]) -> T | None:
+        """One write transaction in one hop to the store's thread: ``BEGIN``, the work,
+        ``COMMIT`` (``ROLLBACK`` if it raises), where :meth:`transaction` makes three.
+        ``prepare`` runs on the event loop once the store is free and returns the work (or
+        None: nothing to write), so what queued while the store was busy joins it. The work
+        runs alone in the thread: it cannot call the store's async methods. A caller
+        cancelled meanwhile waits for the thread to finish before the store is free again."""
+        async with self._lock:
+            work = prepare()
+            if work is None:
+                return None
+            chosen = work
+
+            def transaction(db: sqlite3.Connection) -> T:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = chosen(db)
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+                return result
+
+            running = asyncio.get_running_loop().run_in_executor(self._executor, transaction, self.db)
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await running
+                raise
+
     def in_transaction(self) -> bool:
         """Whether the current task is inside one of this store's transactions."""
         return _in_tx.get() is self
@@ -272,11 +308,14 @@ class Store:
         ).fetchone()
         return GENESIS if row is None else ChainHead(row[0], row[1])
 
-    async def pending(self, limit: int = 256) -> list[OutboxRow]:
+    async def pending(self, limit: int = 256, after: int = 0) -> list[OutboxRow]:
+        """The first ``limit`` events not yet acknowledged, after outbox sequence ``after``."""
+
         def q(db: sqlite3.Connection) -> list[OutboxRow]:
             rows = db.execute(
-                "SELECT seq, event_id, subject, payload FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",
-                (limit,),
+                "SELECT seq, event_id, subject, payload FROM outbox WHERE published_at IS NULL AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (after, limit),
             ).fetchall()
             return [OutboxRow(*r) for r in rows]
 
@@ -294,7 +333,10 @@ class Store:
         events beyond it without a stream position (their copies are then duplicates).
         ``None`` if this restore was applied already."""
         async with self.transaction() as tx:
-            return await tx.run(lambda db: self._apply_restore(db, mark))
+            repair = await tx.run(lambda db: self._apply_restore(db, mark))
+            if repair is not None:
+                self.requeues += 1
+            return repair
 
     @staticmethod
     def _apply_restore(db: sqlite3.Connection, mark: RestoreMark) -> RestoreRepair | None:
@@ -356,21 +398,33 @@ class Store:
         """Make the events acknowledged beyond ``stream_seq`` pending again (the stream no
         longer holds them); how many."""
         async with self.transaction() as tx:
-            return await tx.run(
+            count: int = await tx.run(
                 lambda db: (
                     db.execute(
                         "UPDATE outbox SET published_at = NULL, stream_seq = NULL WHERE stream_seq > ?", (stream_seq,)
                     ).rowcount
                 )
             )
+            self.requeues += 1
+            return count
 
-    async def mark_published(self, acks: list[tuple[int, int]]) -> None:
-        """``acks``: (outbox seq, JetStream stream sequence) pairs."""
-        async with self.transaction() as tx:
-            await tx.executemany(
-                "UPDATE outbox SET published_at = ?, stream_seq = ? WHERE seq = ?",
-                [(now_iso(), stream_seq, seq) for seq, stream_seq in acks],
-            )
+    async def mark_published(self, acks: list[tuple[int, int]], *, unless_requeued: int | None = None) -> bool:
+        """``acks``: (outbox seq, JetStream stream sequence) pairs. With ``unless_requeued`` (the
+        :attr:`requeues` when they were acknowledged), nothing is recorded if events were made
+        pending again since: the restore or rewind that did it may concern them (published
+        again, they are acknowledged as duplicates). Whether they were recorded."""
+        rows = [(now_iso(), stream_seq, seq) for seq, stream_seq in acks]
+        recorded = False
+
+        def prepare() -> Callable[[sqlite3.Connection], Any] | None:
+            nonlocal recorded
+            if unless_requeued is not None and unless_requeued != self.requeues:
+                return None
+            recorded = True
+            return lambda db: db.executemany("UPDATE outbox SET published_at = ?, stream_seq = ? WHERE seq = ?", rows)
+
+        await self.write(prepare)
+        return recorded
 
     # --- referral views -----------------------------------------------------------------
 

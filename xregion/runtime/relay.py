@@ -187,13 +187,13 @@ class Relay:
         self.origin_filter = f"{ROOT}.*.*.*.{origin}.*" if origin is not None else None
         """Every subject this origin publishes on (the sender is the fifth token)."""
         self._expected: int | None = None
+        """The stream sequence of this origin's last event in the stream (None: read it from the store)."""
         self._marking: asyncio.Task[None] | None = None
         """Recording the last acknowledged batch in the store, while the next one is published."""
         self._sent_upto = 0
         """The last outbox sequence acknowledged, recorded or not yet (0: read the store)."""
         self._requeues = store.requeues
         """The store's :attr:`~xregion.runtime.store.Store.requeues` when last read."""
-        """The stream sequence of this origin's last event in the stream (None: read it from the store)."""
         self._rewound_to: int | None = None
         """The server said the stream ends this origin's events here, before what the store holds."""
         self.hold_s = RESTORE_HOLD_S if hold_s is None else hold_s

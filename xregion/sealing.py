@@ -30,6 +30,22 @@ the entities in a payload) and travels sealed::
 * **Order**: sealed first, signed after. The signature covers the boxes, so a tampered box
   fails signature verification before anyone tries to open it.
 
+**Sealing v2** (``{"v": 2, "epk": ..., "sealed": {key id: ...}}``): one key agreement per
+event and recipient instead of one per field and recipient. The sender makes one ephemeral
+X25519 key pair ``(e, E)`` per event; for each recipient key ``R`` (the same X25519 keys as
+v1) ``prk = HKDF-Extract(salt = E || R, ikm = X25519(e, R))`` (SHA-256); each field's key is
+``HKDF-Expand(prk, info, 32)`` with ``info = "xregion-seal-v2" 0x00 event id 0x00 field path
+0x00 recipient key id`` (the field path as ``data.suspects.1.name``), and the field is
+``ChaCha20-Poly1305`` (IETF, RFC 8439) of the value's JSON text under that key, a zero nonce
+(each key seals exactly one text) and ``info`` as associated data, so a box moved to another
+field, event or recipient does not open. ``epk`` is ``E`` (standard base64), the same in every
+field of the event; each box is the base64 ciphertext with its tag. The per-field key also lets
+a recipient disclose one field (to a court, say) without the others: it hands over that
+field's key (:func:`field_key`) and the court opens that box alone.
+
+Receivers open both; a sender seals v2 when configured to (``XREGION_SEAL_VERSION=2``) once
+every addressee runs a release that opens v2; v1 stays readable for ever.
+
 Everything here is pure (no I/O); the runtime seals in the outbox and opens in the consumer.
 """
 
@@ -37,6 +53,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,7 +62,13 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from nacl.bindings import (
+    crypto_aead_chacha20poly1305_ietf_decrypt,
+    crypto_aead_chacha20poly1305_ietf_encrypt,
+    crypto_scalarmult,
+)
 from nacl.exceptions import CryptoError
+from nacl.exceptions import RuntimeError as NaclRuntimeError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 from nacl.signing import SigningKey, VerifyKey
 from pydantic import BaseModel
@@ -54,6 +78,10 @@ from xregion.errors import ConfigError, SchemaInvalid, UnsealFailed
 from xregion.signing import KeyRoster, RosterKey, Signer
 
 SEALED = "sealed"
+SEAL_VERSION = "v"
+EPHEMERAL = "epk"
+V2 = 2
+V2_LABEL = b"xregion-seal-v2"
 SEALED_TYPE = "Sealed"
 """Name of the sealed value's schema definition: a field whose schema refers to it (one
 alternative of its ``anyOf``) is personal data. The one marker: plain JSON Schema, which every
@@ -139,8 +167,14 @@ def _apply(model: type[BaseModel], data: Mapping[str, Any], fn: Callable[[Any, F
 
 
 def is_sealed(value: Any) -> bool:
-    """Whether ``value`` is a sealed value on the wire: ``{"sealed": {...}}``."""
-    return isinstance(value, Mapping) and set(value) == {SEALED} and isinstance(value[SEALED], Mapping)
+    """Whether ``value`` is a sealed value on the wire: ``{"sealed": {...}}`` (v1) or
+    ``{"v": 2, "epk": "...", "sealed": {...}}`` (v2)."""
+    if not isinstance(value, Mapping) or not isinstance(value.get(SEALED), Mapping):
+        return False
+    if set(value) - {SEALED, SEAL_VERSION, EPHEMERAL}:
+        return False
+    version, epk = value.get(SEAL_VERSION), value.get(EPHEMERAL)  # null is absent (the null rule)
+    return (version is None and epk is None) or (version == V2 and isinstance(epk, str))
 
 
 def sensitive_values(model: type[BaseModel], data: Mapping[str, Any]) -> list[tuple[str, Any]]:
@@ -223,6 +257,97 @@ def recipients(roster: Iterable[RosterKey], regions: Iterable[str], at: datetime
     return found
 
 
+# --- v2: one key agreement per event and recipient ---------------------------------------------
+
+
+def _hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
+    return hmac.new(salt, ikm, hashlib.sha256).digest()
+
+
+def _hkdf_expand_32(prk: bytes, info: bytes) -> bytes:
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()  # RFC 5869, one block of 32 bytes
+
+
+def field_info(event_id: str, where: str, key_id: str) -> bytes:
+    """The HKDF ``info`` and AEAD associated data of one field sealed to one recipient (v2)."""
+    return b"\x00".join((V2_LABEL, event_id.encode(), where.encode(), key_id.encode()))
+
+
+def _x25519(secret: bytes, public: bytes) -> bytes | None:
+    """X25519, or None for a low-order public key (the all-zero shared value, which
+    libsodium refuses)."""
+    try:
+        shared = crypto_scalarmult(secret, public)
+    except NaclRuntimeError:
+        return None
+    return shared if any(shared) else None
+
+
+def field_key(prk: bytes, event_id: str, where: str, key_id: str) -> bytes:
+    """The 32-byte ChaCha20-Poly1305 key of one field for one recipient (v2): what a
+    recipient discloses to let someone open that field alone."""
+    return _hkdf_expand_32(prk, field_info(event_id, where, key_id))
+
+
+_ZERO_NONCE = bytes(12)
+
+
+@dataclass
+class SealingV2:
+    """The sealing of one event to its recipients (v2): one ephemeral key, one key agreement
+    per recipient, made once and used for every field."""
+
+    event_id: str
+    ephemeral_public: bytes
+    keys: list[tuple[str, bytes]]
+    """(recipient key id, its pseudo-random key)."""
+
+    @classmethod
+    def new(cls, event_id: str, to: Sequence[Recipient]) -> SealingV2:
+        ephemeral = PrivateKey.generate()
+        epk, esk = bytes(ephemeral.public_key), bytes(ephemeral)
+        keys = []
+        for r in to:
+            public = bytes(r.public_key)
+            shared = _x25519(esk, public)
+            if shared is None:
+                raise ConfigError(f"recipient key {r.key_id} is a low-order X25519 key: cannot seal to it")
+            keys.append((r.key_id, _hkdf_extract(epk + public, shared)))
+        return cls(event_id, epk, keys)
+
+    def seal(self, value: Any, where: str) -> dict[str, Any]:
+        text = jcs.dumps(value)
+        boxes = {
+            key_id: base64.b64encode(
+                crypto_aead_chacha20poly1305_ietf_encrypt(
+                    text, info := field_info(self.event_id, where, key_id), _ZERO_NONCE, _hkdf_expand_32(prk, info)
+                )
+            ).decode("ascii")
+            for key_id, prk in self.keys
+        }
+        return {SEAL_VERSION: V2, EPHEMERAL: base64.b64encode(self.ephemeral_public).decode("ascii"), SEALED: boxes}
+
+
+def _open_v2(
+    value: Mapping[str, Any], key: OpeningKey, event_id: str, where: str, agreed: dict[tuple[str, bytes], bytes]
+) -> Any:
+    """The plain value of a v2 box sealed to ``key``; ``agreed`` caches the event's key
+    agreement (one per event and recipient key, whatever the number of fields)."""
+    epk = base64.b64decode(value[EPHEMERAL], validate=True)
+    if len(epk) != 32:
+        raise ValueError("epk is not an X25519 public key")
+    prk = agreed.get((key.key_id, epk))
+    if prk is None:
+        shared = _x25519(bytes(key.private_key), epk)
+        if shared is None:
+            raise CryptoError("low-order ephemeral key")
+        prk = agreed[(key.key_id, epk)] = _hkdf_extract(epk + bytes(key.private_key.public_key), shared)
+    info = field_info(event_id, where, key.key_id)
+    box = base64.b64decode(value[SEALED][key.key_id], validate=True)
+    text = crypto_aead_chacha20poly1305_ietf_decrypt(box, info, _ZERO_NONCE, _hkdf_expand_32(prk, info))
+    return json.loads(text.decode("utf-8"))
+
+
 # --- sealing and opening -----------------------------------------------------------------------
 
 
@@ -235,17 +360,31 @@ def seal_value(value: Any, to: Sequence[Recipient]) -> dict[str, Any]:
     return {SEALED: boxes}
 
 
-def open_value(value: Any, keys: Sequence[OpeningKey], where: str = "") -> Any:
-    """The plain value of a sealed value, opened with the first of ``keys`` it was sealed to."""
+def open_value(
+    value: Any,
+    keys: Sequence[OpeningKey],
+    where: str = "",
+    *,
+    event_id: str | None = None,
+    agreed: dict[tuple[str, bytes], bytes] | None = None,
+) -> Any:
+    """The plain value of a sealed value, opened with the first of ``keys`` it was sealed to.
+
+    A v2 value needs the ``event_id`` and field path ``where`` it was sealed for (they are
+    bound to it); ``agreed`` caches the event's key agreements between its fields."""
     boxes = value[SEALED]
     for key in keys:
         box = boxes.get(key.key_id)
         if box is None:
             continue
         try:
+            if value.get(SEAL_VERSION) == V2:
+                if event_id is None:
+                    raise ValueError("a v2 sealed value opens only with the id of its event")
+                return _open_v2(value, key, event_id, where, {} if agreed is None else agreed)
             text = SealedBox(key.private_key).decrypt(base64.b64decode(box, validate=True))
             return json.loads(text.decode("utf-8"))
-        except (CryptoError, binascii.Error, ValueError) as exc:
+        except (CryptoError, binascii.Error, ValueError, TypeError) as exc:
             raise UnsealFailed(
                 f"sealed field {where or '(value)'} does not open with key {key.key_id}: {type(exc).__name__}",
                 field=where,
@@ -259,19 +398,40 @@ def open_value(value: Any, keys: Sequence[OpeningKey], where: str = "") -> Any:
     )
 
 
-def seal_data(model: type[BaseModel], data: Mapping[str, Any], to: Sequence[Recipient]) -> dict[str, Any]:
-    """``data`` (plain, as composed) with every sensitive value sealed to ``to``.
+def seal_data(
+    model: type[BaseModel],
+    data: Mapping[str, Any],
+    to: Sequence[Recipient],
+    *,
+    version: int = 1,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """``data`` (plain, as composed) with every sensitive value sealed to ``to``: v1, a sealed
+    box per field and recipient, or v2 (``version=2``, bound to ``event_id``), one key
+    agreement per recipient for the whole event and an AEAD per field.
 
     A value that is already sealed is refused: the adapter seals, its caller gives plain text.
     """
+    if version not in (1, V2):
+        raise ConfigError(f"sealing version {version} is not known (1 or 2)")
+    if version == V2 and not event_id:
+        raise ValueError("v2 sealing binds each field to its event: give the event id")
+    if not to:
+        raise ValueError("a value is sealed to at least one recipient")
+    v2: SealingV2 | None = None
 
     def seal(value: Any, where: FieldPath) -> Any:
+        nonlocal v2
         if is_sealed(value):
             field = ".".join(where)
             raise SchemaInvalid(
                 f"{field} is sealed already; give the plain value, the adapter seals it",
                 errors=[{"field": field, "error": "sealed by the caller"}],
             )
+        if version == V2:
+            if v2 is None:
+                v2 = SealingV2.new(str(event_id), to)
+            return v2.seal(value, ".".join(where))
         return seal_value(value, to)
 
     if not sensitive_values(model, data):
@@ -279,14 +439,18 @@ def seal_data(model: type[BaseModel], data: Mapping[str, Any], to: Sequence[Reci
     return _apply(model, data, seal)
 
 
-def open_data(model: type[BaseModel], data: Mapping[str, Any], keys: Sequence[OpeningKey]) -> dict[str, Any]:
-    """``data`` with every sealed sensitive value opened; plain values are left as they are.
-
-    Raises :class:`~xregion.errors.UnsealFailed` naming the field.
+def open_data(
+    model: type[BaseModel], data: Mapping[str, Any], keys: Sequence[OpeningKey], *, event_id: str | None = None
+) -> dict[str, Any]:
+    """``data`` with every sealed sensitive value opened (v1 or v2: v2 needs the ``event_id``);
+    plain values are left as they are. Raises :class:`~xregion.errors.UnsealFailed` naming the field.
     """
+    agreed: dict[tuple[str, bytes], bytes] = {}
 
     def unseal(value: Any, where: FieldPath) -> Any:
-        return open_value(value, keys, ".".join(where)) if is_sealed(value) else value
+        if not is_sealed(value):
+            return value
+        return open_value(value, keys, ".".join(where), event_id=event_id, agreed=agreed)
 
     return _apply(model, data, unseal)
 
@@ -298,20 +462,35 @@ class FieldSealing:
     without rebuilding anything.
     """
 
-    def __init__(self, roster: Callable[[], KeyRoster], own_keys: Callable[[], Iterable[Signer]]) -> None:
+    def __init__(
+        self, roster: Callable[[], KeyRoster], own_keys: Callable[[], Iterable[Signer]], *, version: int = 1
+    ) -> None:
         self._roster = roster
         self._own_keys = own_keys
+        if version not in (1, V2):
+            raise ConfigError(f"sealing version {version} is not known (1 or 2)")
+        self.version = version
+        """The version this party seals with (it opens both)."""
 
     def seal(
-        self, model: type[BaseModel], data: Mapping[str, Any], regions: Iterable[str], at: datetime
+        self,
+        model: type[BaseModel],
+        data: Mapping[str, Any],
+        regions: Iterable[str],
+        at: datetime,
+        *,
+        event_id: str | None = None,
     ) -> dict[str, Any]:
-        """``data`` with its sensitive values sealed to every usable key of ``regions``."""
+        """``data`` with its sensitive values sealed to every usable key of ``regions`` (v2
+        binds them to ``event_id``)."""
         if not sensitive_values(model, data):
             return dict(data)
-        return seal_data(model, data, recipients(self._roster(), regions, at))
+        to = recipients(self._roster(), regions, at)
+        version = self.version if event_id else 1
+        return seal_data(model, data, to, version=version, event_id=event_id)
 
-    def open(self, model: type[BaseModel], data: Mapping[str, Any]) -> dict[str, Any]:
-        """``data`` with the values sealed to this party opened."""
+    def open(self, model: type[BaseModel], data: Mapping[str, Any], event_id: str | None = None) -> dict[str, Any]:
+        """``data`` with the values sealed to this party opened (v2 ones need ``event_id``)."""
         if not any(is_sealed(v) for _, v in sensitive_values(model, data)):
             return dict(data)
-        return open_data(model, data, [OpeningKey.of(s) for s in self._own_keys()])
+        return open_data(model, data, [OpeningKey.of(s) for s in self._own_keys()], event_id=event_id)

@@ -269,3 +269,31 @@ def test_demo_output_and_logs_hold_no_personal_data() -> None:
     assert any(line.get("event") == "event delivered" for line in lines)  # the logs were on
     assert any(line.get("type") == "lead.permission_granted" for line in lines)
     assert not leaks(stdout) and not leaks(stderr)
+
+
+async def test_a_v2_sender_reaches_v1_configured_receivers_and_answers_go_either_way(bus: Bus) -> None:
+    """Sealing v2 introduced as the README's migration path says: receivers open both; one
+    sender switched by configuration (``seal_version=2``) seals v2, the others still v1."""
+    await bus.start("TJ", "HE")  # default settings: seal v1, open both
+    await bus.start("BJ", settings=bus.settings.model_copy(update={"seal_version": 2}))
+    sent = await bus.adapters["BJ"].client.open("lead.submitted", to="TJ", data=PAYLOADS["lead.submitted"])
+    shared = await bus.adapters["BJ"].client.open(
+        "share.blacklist_upserted", to="ALL", data=PAYLOADS["share.blacklist_upserted"]
+    )
+    back = await bus.adapters["HE"].client.open("lead.submitted", to="BJ", data=PAYLOADS["lead.submitted"])
+    await bus.state("TJ", sent.envelope.subject, "received")
+    await bus.state("BJ", back.envelope.subject, "received")
+    await quiesce(bus)
+    assert await bus.dead_letters() == []
+    wire_name = sent.wire["data"]["suspects"][1]["name"]
+    assert wire_name["v"] == 2 and list(wire_name["sealed"]) == [bus.signers["TJ"].key_id]
+    (delivery,) = deliveries(bus, "TJ", sent.envelope.subject)
+    assert delivery.payload.suspects[1].name == "张某"  # type: ignore[attr-defined]
+    for region in ("TJ", "HE"):
+        (got,) = deliveries(bus, region, shared.envelope.subject)
+        assert got.payload.entry.name == "石家庄市某某服装店"  # type: ignore[attr-defined]
+    (answer,) = deliveries(bus, "BJ", back.envelope.subject)  # HE still seals v1: BJ opens it
+    assert "v" not in answer.event.wire["data"]["suspects"][1]["name"]
+    assert answer.payload.suspects[1].name == "张某"  # type: ignore[attr-defined]
+    messages = await raw_stream(bus.server.url, bus.settings.stream)
+    assert not any(leaks(raw.decode("utf-8")) for _, raw in messages)

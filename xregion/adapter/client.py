@@ -227,7 +227,7 @@ class RegionClient:
             raise UnknownReferral(f"no lead.submitted of {referral_id} in {self.region}'s inbox")
         original = json.loads(submitted[0])  # as signed: its personal data sealed to this region
         model = self._catalog.by_ce_type(original["type"]).model
-        data = self._outbox.sealing.open(model, original["data"])
+        data = self._outbox.sealing.open(model, original["data"], original.get("id"))
         data["forwarded_from"] = {"referral_id": referral_id, "region": self.region}
         new_id = new_referral_id(self.region)
         try:

@@ -124,6 +124,7 @@ class Adapter:
         self.sealing = FieldSealing(
             lambda: self.roster.roster if isinstance(self.roster, LiveRoster) else self.roster,
             lambda: [self.signer, *self.retired_signers],
+            version=self.settings.seal_version,
         )
         self.outbox = Outbox(
             self.store,

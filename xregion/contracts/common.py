@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -151,14 +151,29 @@ class Sealed(Contract):
 
     Every field whose schema admits this type (a ``$ref`` to ``Sealed``) is personal data and
     travels sealed; no other field does. ``sealed`` maps each recipient's roster key id to the
-    standard-base64 libsodium sealed box (X25519 + XSalsa20-Poly1305) of the value's UTF-8 JSON
-    text. Only the holder of the recipient key can read it; the signature covers the boxes.
+    standard-base64 box of the value's UTF-8 JSON text. Only the holder of the recipient key
+    can read it; the signature covers the boxes. Without ``v`` (sealing v1) each box is a
+    libsodium sealed box (X25519 + XSalsa20-Poly1305); with ``"v": 2`` each box is the
+    ChaCha20-Poly1305 ciphertext and tag under a key derived from one X25519 agreement per
+    event and recipient with ``epk``, the event's ephemeral public key (xregion/sealing.py).
     """
 
     sealed: dict[
         str,
-        Annotated[str, StringConstraints(min_length=64, max_length=60_000, pattern=r"^[A-Za-z0-9+/]+={0,2}$")],
-    ] = Field(min_length=1, description="Recipient key id → base64 sealed box of the value's JSON text.")
+        Annotated[str, StringConstraints(min_length=24, max_length=60_000, pattern=r"^[A-Za-z0-9+/]+={0,2}$")],
+    ] = Field(min_length=1, description="Recipient key id → base64 box of the value's JSON text.")
+    v: Literal[2] | None = Field(
+        default=None, description="Sealing version: absent for v1 (sealed boxes), 2 for one key agreement per event."
+    )
+    epk: Annotated[str, StringConstraints(min_length=44, max_length=44, pattern=r"^[A-Za-z0-9+/]{43}=$")] | None = (
+        Field(default=None, description="v2: the event's ephemeral X25519 public key, standard base64.")
+    )
+
+    @model_validator(mode="after")
+    def _v2_names_its_key(self) -> Sealed:
+        if (self.v is None) != (self.epk is None):
+            raise ValueError("a v2 sealed value has both v and epk, a v1 one neither")
+        return self
 
 
 SensitiveText = Annotated[

@@ -96,7 +96,9 @@ class Coordinator:
             self.signer,
             catalog=catalog,
             registry=self.config.regions,
-            sealing=FieldSealing(lambda: self.rosters.roster, lambda: [self.signer]),
+            sealing=FieldSealing(
+                lambda: self.rosters.roster, lambda: [self.signer], version=self.settings.seal_version
+            ),
             on_commit=self._wake_relay,
         )
         self.escalator = Escalator(self.projection, self.outbox, thresholds=thresholds, today=today, catalog=catalog)

@@ -400,7 +400,9 @@ class Consumer:
             return Inspection(wire, envelope)
         try:
             model = self.catalog.by_ce_type(envelope.type).model
-            return Inspection(wire, envelope, verified=True, opened=self.sealing.open(model, envelope.data))
+            return Inspection(
+                wire, envelope, verified=True, opened=self.sealing.open(model, envelope.data, envelope.id)
+            )
         except Exception:  # unknown type, data its model refuses, a field that does not open
             return Inspection(wire, envelope, verified=True)
 
@@ -686,7 +688,7 @@ class Consumer:
                 sender=event.envelope.sender,
                 fields=clear,
             )
-        opened = seen.opened if seen.opened is not None else self.sealing.open(model, data)
+        opened = seen.opened if seen.opened is not None else self.sealing.open(model, data, event.envelope.id)
         return event.opened(opened, self.registry)
 
     async def _check_attachments(self, payload: BaseModel, sender: str) -> None:

@@ -193,4 +193,5 @@ class Outbox:
         to = unsigned["addressee"]
         regions = self.registry.others(self.signer.party) if to == BROADCAST else (to,)
         at = datetime.fromisoformat(unsigned["time"])
-        return {**unsigned, "data": self.sealing.seal(model, unsigned["data"], regions, at)}
+        data = self.sealing.seal(model, unsigned["data"], regions, at, event_id=unsigned["id"])
+        return {**unsigned, "data": data}

@@ -146,9 +146,15 @@ def test_the_contract_refuses_half_a_v2_value() -> None:
     assert not is_sealed({**value, "v": 3})
 
 
-def test_the_setting_and_unknown_versions() -> None:
+def test_the_setting_and_unknown_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XREGION_SEAL_VERSION", raising=False)
     assert RuntimeSettings().seal_version == 1
     assert RuntimeSettings(seal_version=2).seal_version == 2
+    monkeypatch.setenv("XREGION_SEAL_VERSION", "2")
+    assert RuntimeSettings().seal_version == 2
+    monkeypatch.setenv("XREGION_SEAL_VERSION", "3")
+    with pytest.raises(ValueError):
+        RuntimeSettings()
     with pytest.raises(ConfigError):
         FieldSealing(lambda: ROSTER, list, version=3)
     with pytest.raises(ConfigError):

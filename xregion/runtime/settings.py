@@ -71,8 +71,10 @@ class RuntimeSettings(BaseSettings):
         "already been exposed to the broker, the coordinator and the auditor) or accept it with a warning naming "
         "the fields (a migration setting for producers that do not seal yet).",
     )
-    seal_version: Literal[1, 2] = Field(
+    seal_version: int = Field(
         default=1,
+        ge=1,
+        le=2,
         description="How this party seals personal data (it opens both): 1, a libsodium sealed box per field and "
         "recipient; 2, one X25519 agreement per event and recipient and a ChaCha20-Poly1305 box per field "
         "(xregion.sealing). Switch to 2 once every addressee runs a release that opens v2.",

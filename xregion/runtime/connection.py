@@ -8,16 +8,26 @@ files, own inbox prefix), the nats-py options, and what its errors mean.
   length and log permission violations as ``security event`` lines.
 * A TLS or authentication failure on the *first* connect is not retried forever (it will not
   heal by itself): the error callback raises :class:`ConnectionSecurityError` naming the cause.
-  A refused TCP connection is retried as before (the broker may simply not be up yet), and
-  once connected every failure is retried (a certificate or key rotation in progress).
+  A refused TCP connection is retried (the broker may simply not be up yet): for ever by the
+  long-running processes, for ``timeout_s`` by a one-shot command (:func:`connect`,
+  :func:`connected`), which then raises :class:`BrokerUnreachable`. Once connected every
+  failure is retried (a certificate or key rotation in progress).
+* A request the server's permissions refuse is only logged by nats-py (the request then
+  times out): the :class:`ConnectGate` remembers the violation, and :meth:`ConnectGate.refusal`
+  turns the failure that follows into :class:`PermissionDenied` naming party and subject.
+* A disconnect is a warning only when nobody asked for it: closing the connection logs it
+  at info.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
 import ssl
+import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +95,20 @@ class IdentityMismatch(ConnectionSecurityError):
     and refuse everything it then did; said before connecting."""
 
     code = "identity_mismatch"
+
+
+class BrokerUnreachable(XRegionError):
+    """A one-shot command found no NATS server answering at its URL within its connect
+    timeout (``--connect-timeout``): the broker is down, or the URL is wrong."""
+
+    code = "broker_unreachable"
+
+
+class PermissionDenied(XRegionError):
+    """The server admitted the identity but its permissions refused what the command does
+    (a publish or subscription violation, after which the request found no answer)."""
+
+    code = "permission_denied"
 
 
 def read_seed(path: Path) -> str:
@@ -245,13 +269,25 @@ def explain(exc: BaseException, identity: ClientIdentity, url: str = "") -> Conn
     return None
 
 
+JS_API_PREFIX = "$js."
+DIRECT_GET_PREFIX = "$js.api.direct.get."
+DURABLE = re.compile(r"^region-(\w+)$")
+
+
 def restore_case(subject: str) -> str:
     """nats-py lower-cases the server's error text; put an event subject's party codes back
-    in upper case (``xregion.v1.lead.submitted.tj.he`` → ``...TJ.HE``). Other subjects stay
-    as reported; the server's log has every one exactly."""
+    in upper case (``xregion.v1.lead.submitted.tj.he`` → ``...TJ.HE``), and a JetStream API
+    subject's words and xregion's stream names (``$js.api.stream.info.xregion`` →
+    ``$JS.API.STREAM.INFO.XREGION``; durables ``region-BJ``). Other subjects stay as
+    reported; the server's log has every one exactly."""
     tokens = subject.split(".")
     if len(tokens) == 6 and tokens[0] == ROOT:
         return ".".join([*tokens[:4], tokens[4].upper(), tokens[5].upper()])
+    if subject.startswith(DIRECT_GET_PREFIX) and len(tokens) > 5:  # a direct get by subject
+        return ".".join([t.upper() for t in tokens[:5]]) + "." + restore_case(".".join(tokens[5:]))
+    if subject.startswith(JS_API_PREFIX):
+        durables = [DURABLE.match(t) for t in tokens]
+        return ".".join(f"region-{d[1].upper()}" if d else t.upper() for t, d in zip(tokens, durables, strict=True))
     return subject
 
 
@@ -260,12 +296,20 @@ def security_event(kind: str, **fields: Any) -> None:
     log.warning("security event", kind=kind, **fields)
 
 
-class ConnectGate:
-    """Tells the error callback whether the connection has been established once.
+UNANSWERED = frozenset({"stream_read_timeout", "stream_read_failed", "topology_missing", "backup_failed"})
+"""Codes of the errors a request the server refused ends in: the server answers a permission
+violation with an error on the connection, not to the request, which finds no answer."""
 
-    Before that, a security error ends the connect attempt; afterwards every error is only
-    logged and nats-py keeps reconnecting. :meth:`open` is called by the code that connected;
-    a disconnect or reconnect callback opens it too (they only happen after a connection).
+
+class ConnectGate:
+    """One connection's state as its callbacks see it.
+
+    Before the connection is established, a security error ends the connect attempt;
+    afterwards every error is only logged and nats-py keeps reconnecting. :meth:`open` is
+    called by the code that connected; a disconnect or reconnect callback opens it too (they
+    only happen after a connection). It also remembers the last permission violation
+    (:meth:`refusal`) and whether the connection was closed on purpose (a disconnect is then
+    no warning).
     """
 
     def __init__(self) -> None:
@@ -276,9 +320,60 @@ class ConnectGate:
         self.connecting = True
         """nats-py's connect is under way: a security failure is raised into it. Afterwards
         it is only recorded (raising would escape from nats-py's reconnect task)."""
+        self.bounded = False
+        """A one-shot command's connect (with a timeout): failed attempts are logged at info,
+        and the last one is named in :class:`BrokerUnreachable`."""
+        self.last_error: str | None = None
+        self.violation: dict[str, Any] | None = None
+        """The last permission violation: ``party``, ``operation``, ``subject``."""
+        self.closed = False
+        """The connection was closed (on purpose: nats-py never closes it by itself, it
+        reconnects for ever)."""
+        self._judging: set[asyncio.Task[None]] = set()
 
     def open(self) -> None:
         self.established = True
+
+    def refusal(self, exc: BaseException) -> PermissionDenied | None:
+        """``exc`` as :class:`PermissionDenied` if it is how a request the server refused
+        ends (a timeout, or an error whose code is in :data:`UNANSWERED`) and the server has
+        reported a permission violation on this connection; else ``None``."""
+        if self.violation is None or isinstance(exc, ConnectionSecurityError | PermissionDenied):
+            return None
+        code = getattr(exc, "code", None)
+        if not (isinstance(exc, TimeoutError) or (isinstance(exc, XRegionError) and code in UNANSWERED)):
+            return None
+        party, operation, subject = self.violation["party"], self.violation["operation"], self.violation["subject"]
+        who = party or "this client"
+        whose = f"{party}'s" if party else "its party's"
+        verb = "publish to" if operation == "publish" else "subscribe to"
+        return PermissionDenied(
+            f"the NATS server admitted {who} but does not let it {verb} {subject} (permissions violation), "
+            f"which this command needs: use {whose} own certificate (--tls-cert/--tls-key) on a server whose "
+            'accounts grant what `xregion ops gen-config` grants (ops/README.md, "What each party may do")',
+            party=party,
+            operation=operation,
+            subject=subject,
+            failed=code or type(exc).__name__,
+        )
+
+
+_GATES: weakref.WeakKeyDictionary[Any, ConnectGate] = weakref.WeakKeyDictionary()
+
+
+def gate_of(nc: Any) -> ConnectGate | None:
+    """The :class:`ConnectGate` of a connection :func:`connect` made (``None`` for others)."""
+    try:
+        return _GATES.get(nc)
+    except TypeError:  # not weakly referenceable (None, a test double)
+        return None
+
+
+def refused_or(exc: XRegionError, nc: Any) -> XRegionError:
+    """``exc``, or the :class:`PermissionDenied` it stands for on ``nc`` (a connection made
+    by :func:`connect`; ``None`` or another: ``exc``)."""
+    gate = gate_of(nc)
+    return (gate.refusal(exc) if gate is not None else None) or exc
 
 
 FIRST_ROUND_TRIP_S = 2
@@ -302,13 +397,12 @@ def connection_options(
     async def on_error(exc: Exception) -> None:
         found = PERMISSIONS_VIOLATION.search(str(exc))
         if found:
-            security_event(
-                "permission_violation",
-                operation=found["op"].lower(),
-                subject=restore_case(found["subject"]),
-                client=name,
-                party=identity.party,
-            )
+            gate.violation = {
+                "party": identity.party,
+                "operation": found["op"].lower(),
+                "subject": restore_case(found["subject"]),
+            }
+            security_event("permission_violation", **gate.violation, client=name)
             return
         if not gate.established:
             refused = explain(exc, identity, url)
@@ -318,17 +412,33 @@ def connection_options(
                 if gate.connecting:
                     raise refused
                 return
+            gate.last_error = f"{type(exc).__name__}: {exc}"[:200]
+            if gate.bounded:  # said once, by BrokerUnreachable, if it does not come up in time
+                log.info("nats connection error", client=name, error=type(exc).__name__, detail=str(exc)[:200])
+                return
         log.warning("nats connection error", client=name, error=type(exc).__name__, detail=str(exc)[:200])
+
+    async def judge_disconnect() -> None:
+        # Runs once the callback's caller yields: a close has called on_closed by then.
+        if gate.closed:
+            log.info("nats disconnected", client=name, closed=True)
+        else:
+            log.warning("nats disconnected", client=name)
 
     async def on_disconnect() -> None:
         gate.open()
-        log.warning("nats disconnected", client=name)
+        # nats-py calls this callback and then, when the connection is being closed, the
+        # closed callback, without yielding in between: decide once it has.
+        task = asyncio.get_running_loop().create_task(judge_disconnect())
+        gate._judging.add(task)
+        task.add_done_callback(gate._judging.discard)
 
     async def on_reconnect() -> None:
         gate.open()
         log.info("nats reconnected", client=name)
 
     async def on_closed() -> None:
+        gate.closed = True
         log.info("nats connection closed", client=name)
 
     return {
@@ -344,12 +454,40 @@ def connection_options(
     }
 
 
-async def connect(url: str, name: str, identity: ClientIdentity | None = None) -> Any:
-    """A nats-py connection with :func:`connection_options` (CLI tools, ADMIN topology)."""
-    import nats
+async def connect(
+    url: str, name: str, identity: ClientIdentity | None = None, *, timeout_s: float | None = None
+) -> Any:
+    """A nats-py connection with :func:`connection_options` (CLI tools, ADMIN topology).
 
+    ``timeout_s=None`` waits for the broker for ever (long-running processes: it may start
+    later); otherwise :class:`BrokerUnreachable` after ``timeout_s`` seconds without one
+    (one-shot commands). Security failures end it at once either way.
+    """
+    from nats.aio.client import Client
+
+    identity = identity or ClientIdentity()
     gate = ConnectGate()
-    nc = await nats.connect(url.split(","), **connection_options(name, identity, gate=gate, url=url))
+    gate.bounded = timeout_s is not None
+    options = connection_options(name, identity, gate=gate, url=url)
+    nc = Client()
+    attempt = asyncio.ensure_future(nc.connect(url.split(","), **options))
+    try:
+        # Not asyncio.timeout(): nats-py's connect loop could swallow the cancellation.
+        done, _ = await asyncio.wait({attempt}, timeout=timeout_s)
+    finally:
+        if not attempt.done():
+            attempt.cancel()
+    if not done:
+        await asyncio.wait({attempt}, timeout=1.0)
+        await _close_within(nc, 1.0)
+        last = f" (last: {gate.last_error})" if gate.last_error else ""
+        raise BrokerUnreachable(
+            f"no NATS server answered at {url} within {timeout_s:g} s{last}: is the broker up, and is the URL "
+            "right? (--nats-url, --connect-timeout)",
+            url=url,
+            timeout_s=timeout_s,
+        )
+    attempt.result()  # a security failure: raised (nats-py's connect leaves nothing running)
     gate.connecting = False
     # One round trip before the connection counts as established: a server refusing the
     # client's certificate after the TLS handshake (not pinned) closes it only now.
@@ -357,16 +495,45 @@ async def connect(url: str, name: str, identity: ClientIdentity | None = None) -
         await nc.flush(timeout=FIRST_ROUND_TRIP_S)
     if gate.refused is None and not nc.is_connected:
         # Lost before the first round trip (nats-py may report it as a disconnect, not an error).
-        lost = explain(
-            ConnectionResetError("closed by the server right after connecting"), identity or ClientIdentity(), url
-        )
+        lost = explain(ConnectionResetError("closed by the server right after connecting"), identity, url)
         if lost is not None:
-            party = identity.party if identity else None
-            security_event(lost.code, client=name, party=party, detail=lost.message[:300])
+            security_event(lost.code, client=name, party=identity.party, detail=lost.message[:300])
             gate.refused = lost
     if gate.refused is not None:
         with contextlib.suppress(Exception):
             await nc.close()
         raise gate.refused
     gate.open()
+    _GATES[nc] = gate
     return nc
+
+
+async def _close_within(nc: Any, timeout_s: float) -> None:
+    """Close a connection that never was established: nats-py may wait for ever for a
+    transport whose handshake did not finish."""
+    closing = asyncio.ensure_future(nc.close())
+    done, _ = await asyncio.wait({closing}, timeout=timeout_s)
+    if not done:
+        closing.cancel()
+    elif not closing.cancelled():
+        closing.exception()  # retrieved: nothing to do about it
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    url: str, name: str, identity: ClientIdentity | None = None, *, timeout_s: float | None = None
+) -> AsyncIterator[Any]:
+    """A one-shot command's connection (:func:`connect`), closed afterwards; a request the
+    server's permissions refused comes out as :class:`PermissionDenied`."""
+    nc = await connect(url, name, identity, timeout_s=timeout_s)
+    try:
+        yield nc
+    except Exception as exc:
+        gate = gate_of(nc)
+        denied = gate.refusal(exc) if gate is not None else None
+        if denied is not None:
+            raise denied from exc
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()

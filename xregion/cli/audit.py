@@ -21,7 +21,18 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from xregion.cli.common import NatsUrl, NkeySeed, TlsCa, TlsCert, TlsKey, client_settings
+from xregion.cli.common import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    ArchiveOrNatsUrl,
+    ConnectTimeout,
+    NkeySeed,
+    RequiredNatsUrl,
+    TlsCa,
+    TlsCert,
+    TlsKey,
+    client_settings,
+    fail,
+)
 from xregion.config import load_config
 from xregion.errors import XRegionError
 
@@ -50,6 +61,7 @@ def parse_bound(text: str | None) -> int | datetime | None:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
+    """Bad usage (no xregion error code)."""
     console.print(f"[red]error[/red]: {message}", highlight=False)
     return typer.Exit(code)
 
@@ -72,19 +84,26 @@ def _load_roster(path: Path) -> Any:
     try:
         return KeyRoster.load(path)
     except XRegionError as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc, 2) from None
 
 
 class _Source:
     """Where the stored messages come from: NATS (as AUDIT) or an archive."""
 
-    def __init__(self, nats_url: str | None, archive: Path | None, settings_kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        nats_url: str | None,
+        archive: Path | None,
+        settings_kwargs: dict[str, Any],
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    ) -> None:
         from xregion.runtime.settings import RuntimeSettings
 
         if (nats_url is None) == (archive is None):
             raise _fail("give exactly one of --nats-url (XREGION_NATS_URL) or --archive")
         self.nats_url = nats_url
         self.archive = archive
+        self.connect_timeout_s = connect_timeout_s
         self.settings = RuntimeSettings(**settings_kwargs)
         if nats_url is not None:
             import logging
@@ -129,12 +148,12 @@ class _Source:
             return await consume(archived(), int(manifest.get("events", 0)) or None)
         from xregion.auditor.source import read_stream, stream_bounds
         from xregion.regions import AUDITOR
-        from xregion.runtime.connection import ClientIdentity, connect
+        from xregion.runtime.connection import ClientIdentity, connected
         from xregion.subjects import CHECKPOINT_ROOT
 
         assert self.nats_url is not None
-        nc = await connect(self.nats_url, "xregion-audit", ClientIdentity.from_settings(self.settings, AUDITOR))
-        try:
+        identity = ClientIdentity.from_settings(self.settings, AUDITOR)
+        async with connected(self.nats_url, "xregion-audit", identity, timeout_s=self.connect_timeout_s) as nc:
             js = nc.jetstream()
             if checkpoints is not None:
                 found = [
@@ -150,8 +169,6 @@ class _Source:
                 js, self.settings.stream, start_seq=start_seq, start_time=start_time, until_seq=until_seq
             )
             return await consume(records, total)
-        finally:
-            await nc.close()
 
 
 def _replay(
@@ -209,7 +226,7 @@ def _print_anomalies(anomalies: list[Any]) -> None:
 
 @app.command()
 def replay(
-    nats_url: NatsUrl = None,
+    nats_url: ArchiveOrNatsUrl = None,
     archive: ArchiveOption = None,
     roster: RosterOption = DEFAULT_ROSTER,
     since: Annotated[str | None, typer.Option(help="Start at this stream sequence or time.")] = None,
@@ -221,15 +238,16 @@ def replay(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
     """Verify every stored event: signature (roster valid at its time), origin and link hash
     chains (gaps, forks, replays), lifecycle, receipts, deadlines, and the regions'
     checkpoints. Memory stays bounded however long the history."""
-    source = _Source(nats_url, archive, client_settings(tls_ca, tls_cert, tls_key, nkey_seed))
+    source = _Source(nats_url, archive, client_settings(tls_ca, tls_cert, tls_key, nkey_seed), connect_timeout)
     try:
         result = _replay(source, roster, since, until, region, referral)
     except XRegionError as exc:
-        raise _fail(f"{exc.code}: {exc.message}", 1) from None
+        raise fail(exc) from None
     if json_out:
         print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
     else:
@@ -247,7 +265,7 @@ def replay(
 def state(
     at: Annotated[str, typer.Option("--at", help="The moment (ISO 8601; UTC if no offset) or stream sequence.")],
     referral: Annotated[str | None, typer.Option(help="Only this referral.")] = None,
-    nats_url: NatsUrl = None,
+    nats_url: ArchiveOrNatsUrl = None,
     archive: ArchiveOption = None,
     roster: RosterOption = DEFAULT_ROSTER,
     json_out: JsonOption = False,
@@ -255,12 +273,13 @@ def state(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
     """The state of every referral (or one) at a past moment, by deterministic replay."""
     from xregion.auditor.replay import Replayer
     from xregion.auditor.state import state_json
 
-    source = _Source(nats_url, archive, client_settings(tls_ca, tls_cert, tls_key, nkey_seed))
+    source = _Source(nats_url, archive, client_settings(tls_ca, tls_cert, tls_key, nkey_seed), connect_timeout)
     keys = _load_roster(roster)
     bound = parse_bound(at)
 
@@ -269,7 +288,10 @@ def state(
         await replayer.apply_async(records, bound if isinstance(bound, datetime) else None)
         return replayer.states
 
-    states = asyncio.run(source.run(consume, until_seq=bound if isinstance(bound, int) else None))
+    try:
+        states = asyncio.run(source.run(consume, until_seq=bound if isinstance(bound, int) else None))
+    except XRegionError as exc:
+        raise fail(exc) from None
     chosen = [s for rid, s in states.items() if referral is None or rid == referral]
     if json_out:
         print(json.dumps([state_json(s) for s in chosen], ensure_ascii=False, indent=2))
@@ -287,7 +309,7 @@ def state(
 @app.command()
 def export(
     out: Annotated[Path, typer.Option("--out", help="Archive directory (continued if it exists).")],
-    nats_url: NatsUrl = None,
+    nats_url: RequiredNatsUrl = None,
     keys_dir: Annotated[Path, typer.Option("--keys-dir", help="Holds private/AUDIT.key and roster.json.")] = Path(
         ".xregion/keys"
     ),
@@ -296,6 +318,7 @@ def export(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
     """Write (or continue) an archive: the original signed events byte for byte in
     hash-linked, compressed JSON Lines segments, with a manifest signed by the AUDIT key."""
@@ -303,7 +326,7 @@ def export(
     from xregion.keys import ROSTER_FILE, load_signer
     from xregion.regions import AUDITOR
 
-    source = _Source(nats_url, None, client_settings(tls_ca, tls_cert, tls_key, nkey_seed))
+    source = _Source(nats_url, None, client_settings(tls_ca, tls_cert, tls_key, nkey_seed), connect_timeout)
     try:
         signer = load_signer(keys_dir, AUDITOR)
         writer = ArchiveWriter(
@@ -314,7 +337,7 @@ def export(
             segment_events=segment_events,
         )
     except XRegionError as exc:
-        raise _fail(f"{exc.code}: {exc.message}", 1) from None
+        raise fail(exc) from None
     checkpoints: list[Any] = []
 
     async def consume(records: AsyncIterator[Any], total: int | None) -> Any:
@@ -324,7 +347,10 @@ def export(
                 advance(1)
         return writer.finish(checkpoints)
 
-    result = asyncio.run(source.run(consume, checkpoints.extend, start_seq=writer.next_seq))
+    try:
+        result = asyncio.run(source.run(consume, checkpoints.extend, start_seq=writer.next_seq))
+    except XRegionError as exc:
+        raise fail(exc) from None
     console.print(
         f"exported {result.new_events} new events into {len(result.new_segments)} new segments "
         f"({', '.join(result.new_segments) or 'none'}); archive {out}: {result.total_events} events up to "
@@ -377,7 +403,7 @@ def verify(
 
 @app.command()
 def report(
-    nats_url: NatsUrl = None,
+    nats_url: ArchiveOrNatsUrl = None,
     archive: ArchiveOption = None,
     roster: RosterOption = DEFAULT_ROSTER,
     html: Annotated[Path, typer.Option("--html", help="Write the HTML report here.")] = Path("audit-report.html"),
@@ -388,13 +414,17 @@ def report(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
     """A report: counts per family and region, deadline compliance per region pair, and
     every anomaly with its evidence (HTML; JSON with --json)."""
     from xregion.auditor.report import report_html, report_json
 
-    source = _Source(nats_url, archive, client_settings(tls_ca, tls_cert, tls_key, nkey_seed))
-    result = _replay(source, roster, since, until, None, None)
+    source = _Source(nats_url, archive, client_settings(tls_ca, tls_cert, tls_key, nkey_seed), connect_timeout)
+    try:
+        result = _replay(source, roster, since, until, None, None)
+    except XRegionError as exc:
+        raise fail(exc) from None
     html.write_text(report_html(result, source.name), encoding="utf-8")
     if json_path is not None:
         json_path.write_text(json.dumps(report_json(result, source.name), ensure_ascii=False, indent=2) + "\n")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from xregion.cli.common import LogFormat, NatsUrl, NkeySeed, TlsCa, TlsCert, TlsKey, client_settings
+from xregion.cli.common import LogFormat, NkeySeed, RequiredNatsUrl, TlsCa, TlsCert, TlsKey, client_settings, fail
 from xregion.errors import XRegionError
 from xregion.logs import configure_logging
 
@@ -17,7 +17,7 @@ console = Console()
 
 
 def dashboard(
-    nats_url: NatsUrl = None,
+    nats_url: RequiredNatsUrl = None,
     store: Annotated[Path, typer.Option(help="The coordinator's projection (SQLite).")] = Path(
         ".xregion/coordinator.db"
     ),
@@ -39,12 +39,14 @@ def dashboard(
     --tls-ca/--tls-cert/--tls-key."""
     from xregion.coordinator.service import Coordinator
     from xregion.dashboard.run import serve_dashboard
+    from xregion.runtime.connection import refused_or
     from xregion.runtime.settings import RuntimeSettings
 
     configure_logging(log_format)
     if nats_url is None:
         console.print("[red]--nats-url (or XREGION_NATS_URL) is required; `xregion broker` runs a local server[/red]")
         raise typer.Exit(2)
+    coordinator = None
     try:
         coordinator = Coordinator(
             nats_url=nats_url,
@@ -54,6 +56,5 @@ def dashboard(
         )
         console.print(f"dashboard: http://{host}:{port}/  (Ctrl-C stops it)", highlight=False)
         asyncio.run(serve_dashboard(coordinator, host=host, port=port))
-    except XRegionError as exc:
-        console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False)
-        raise typer.Exit(1) from None
+    except XRegionError as exc:  # keys, another party's certificate, permissions refused
+        raise fail(refused_or(exc, coordinator.nc if coordinator is not None else None)) from None

@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from xregion.cli.common import NatsUrl, NkeySeed, TlsCa, TlsCert, TlsKey, client_settings
+from xregion.cli.common import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    ConnectTimeout,
+    NkeySeed,
+    RequiredNatsUrl,
+    TlsCa,
+    TlsCert,
+    TlsKey,
+    client_settings,
+    fail,
+)
 from xregion.config import load_config
 from xregion.errors import XRegionError
 
@@ -24,12 +34,6 @@ app = typer.Typer(
 )
 
 OutDir = Annotated[Path, typer.Option("--out", help="Directory of the security material.")]
-
-
-def fail(exc: XRegionError, exit_code: int = 1) -> typer.Exit:
-    """Print an xregion error (its stable code and its message) and exit non-zero."""
-    console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False)
-    return typer.Exit(exit_code)
 
 
 @app.command("gen-config")
@@ -101,11 +105,12 @@ def gen_certs(
 
 @app.command("apply-topology")
 def apply_topology(
-    nats_url: NatsUrl = None,
+    nats_url: RequiredNatsUrl = None,
     tls_ca: TlsCa = None,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
     """Declare the streams, the object store and every durable consumer (regions' and the
     coordinator's) as the operator (ADMIN identity); idempotent, never overwrites settings."""
@@ -114,7 +119,11 @@ def apply_topology(
     url, settings, identity = _operator(nats_url, tls_ca, tls_cert, tls_key, nkey_seed)
     try:
         regions = load_config().regions.codes
-        report = asyncio.run(operator.apply_topology(url, regions, identity=identity, settings=settings))
+        report = asyncio.run(
+            operator.apply_topology(
+                url, regions, identity=identity, settings=settings, connect_timeout_s=connect_timeout
+            )
+        )
     except XRegionError as exc:
         raise fail(exc) from None
     for line in report.created:
@@ -130,7 +139,11 @@ def apply_topology(
 def _operator(
     nats_url: str | None, tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None, nkey_seed: Path | None
 ) -> tuple[str, RuntimeSettings, ClientIdentity]:
-    """The server, settings and ADMIN identity of an operator's command (``--nats-url`` required)."""
+    """The server, settings and ADMIN identity of an operator's command (``--nats-url`` required);
+    connection notices (warnings and worse) on stderr."""
+    import logging
+
+    from xregion.logs import configure_logging
     from xregion.permissions import OPERATOR
     from xregion.runtime.connection import ClientIdentity
     from xregion.runtime.settings import RuntimeSettings
@@ -139,6 +152,7 @@ def _operator(
         console.print("[red]--nats-url (or XREGION_NATS_URL) is required[/red]")
         raise typer.Exit(2)
     settings = RuntimeSettings(**client_settings(tls_ca, tls_cert, tls_key, nkey_seed))
+    configure_logging(settings.log_format, level=logging.WARNING)
     return nats_url, settings, ClientIdentity.from_settings(settings, OPERATOR)
 
 
@@ -149,11 +163,12 @@ def backup(
         list[str] | None,
         typer.Option("--stream", help="A stream to back up (repeat). Default: events, dead letters, evidence."),
     ] = None,
-    nats_url: NatsUrl = None,
+    nats_url: RequiredNatsUrl = None,
     tls_ca: TlsCa = None,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
     """Back the bus's streams up online (JetStream snapshots, with their durable consumers)
     as the operator (ADMIN); each with its size and SHA-256 in backup.json."""
@@ -163,7 +178,7 @@ def backup(
     url, settings, identity = _operator(nats_url, tls_ca, tls_cert, tls_key, nkey_seed)
     streams = tuple(stream) if stream else bus_streams(settings, load_config().regions.codes)
     try:
-        backups = asyncio.run(operator.backup(url, out, streams, identity=identity))
+        backups = asyncio.run(operator.backup(url, out, streams, identity=identity, connect_timeout_s=connect_timeout))
     except XRegionError as exc:
         raise fail(exc) from None
     for b in backups:
@@ -177,11 +192,12 @@ def backup(
 @app.command("restore")
 def restore(
     directory: Annotated[Path, typer.Argument(help="What `xregion ops backup` wrote, or one stream's part of it.")],
-    nats_url: NatsUrl = None,
+    nats_url: RequiredNatsUrl = None,
     tls_ca: TlsCa = None,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
     """Restore backed-up streams as the operator (ADMIN), under their own names, which must not
     exist; every backup is checked (size, SHA-256) before anything is restored."""
@@ -190,7 +206,7 @@ def restore(
 
     url, _, identity = _operator(nats_url, tls_ca, tls_cert, tls_key, nkey_seed)
     try:
-        restored = asyncio.run(operator.restore(url, directory, identity=identity))
+        restored = asyncio.run(operator.restore(url, directory, identity=identity, connect_timeout_s=connect_timeout))
     except XRegionError as exc:
         raise fail(exc) from None
     for info in restored:

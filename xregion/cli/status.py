@@ -24,7 +24,17 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from xregion.cli.common import NatsUrl, NkeySeed, TlsCa, TlsCert, TlsKey, client_settings
+from xregion.cli.common import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    CatchUpNatsUrl,
+    ConnectTimeout,
+    NkeySeed,
+    TlsCa,
+    TlsCert,
+    TlsKey,
+    client_settings,
+    fail,
+)
 
 console = Console(width=None if Console().is_terminal else 140)
 
@@ -118,11 +128,12 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (README).")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh live.")] = False,
     keys_dir: Annotated[Path | None, typer.Option("--keys-dir", help="With --nats-url: COORD keys.")] = None,
-    nats_url: NatsUrl = None,
+    nats_url: CatchUpNatsUrl = None,
     tls_ca: TlsCa = None,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
     """Referrals by state, region pair and overdue, from the coordinator's projection
     (with --nats-url: after catching STORE up with the stream, from STORE's own position)."""
@@ -131,7 +142,7 @@ def status(
     if nats_url is not None:
         if keys_dir is None:
             raise typer.BadParameter("--nats-url needs --keys-dir (the key roster)")
-        _catch_up(nats_url, keys_dir, store, client_settings(tls_ca, tls_cert, tls_key, nkey_seed))
+        _catch_up(nats_url, keys_dir, store, client_settings(tls_ca, tls_cert, tls_key, nkey_seed), connect_timeout)
     elif not store.is_file():
         _error("store_missing", f"no projection at {store} (give --store, or --nats-url to build one)")
         raise typer.Exit(2)
@@ -169,7 +180,9 @@ def _error(code: str, message: str) -> None:
     Console(stderr=True).print(f"[red]error[/red] [bold]{code}[/bold]: {message}", highlight=False)
 
 
-def _catch_up(nats_url: str, keys_dir: Path, store: Path, settings_given: dict[str, Any]) -> None:
+def _catch_up(
+    nats_url: str, keys_dir: Path, store: Path, settings_given: dict[str, Any], connect_timeout_s: float
+) -> None:
     """Fold into ``store`` what the stream holds after the store's own position (as COORD:
     direct gets only, no consumer)."""
     import logging
@@ -179,7 +192,7 @@ def _catch_up(nats_url: str, keys_dir: Path, store: Path, settings_given: dict[s
     from xregion.errors import XRegionError
     from xregion.logs import configure_logging
     from xregion.regions import COORDINATOR
-    from xregion.runtime.connection import ClientIdentity, connect
+    from xregion.runtime.connection import ClientIdentity, connected
     from xregion.runtime.settings import RuntimeSettings
     from xregion.runtime.stream_reader import StreamReader
 
@@ -188,16 +201,13 @@ def _catch_up(nats_url: str, keys_dir: Path, store: Path, settings_given: dict[s
 
     async def main() -> int:
         verify = roster_verifier(keys_dir, settings.revocation_grace_s)
-        nc = await connect(nats_url, "xregion-status", ClientIdentity.from_settings(settings, COORDINATOR))
-        try:
+        identity = ClientIdentity.from_settings(settings, COORDINATOR)
+        async with connected(nats_url, "xregion-status", identity, timeout_s=connect_timeout_s) as nc:
             with Projection(store, verify=verify) as projection:
                 async with StreamReader(nc, settings.stream) as reader:
                     return await ProjectionFeed(projection, reader).catch_up(timeout=300.0)
-        finally:
-            await nc.close()
 
     try:
         asyncio.run(main())
     except XRegionError as exc:
-        _error(exc.code, exc.message)
-        raise typer.Exit(1) from None
+        raise fail(exc) from None

@@ -66,6 +66,8 @@ from nacl.bindings import (
     crypto_aead_chacha20poly1305_ietf_decrypt,
     crypto_aead_chacha20poly1305_ietf_encrypt,
     crypto_scalarmult,
+    crypto_scalarmult_base,
+    randombytes,
 )
 from nacl.exceptions import CryptoError
 from nacl.exceptions import RuntimeError as NaclRuntimeError
@@ -304,8 +306,8 @@ class SealingV2:
 
     @classmethod
     def new(cls, event_id: str, to: Sequence[Recipient]) -> SealingV2:
-        ephemeral = PrivateKey.generate()
-        epk, esk = bytes(ephemeral.public_key), bytes(ephemeral)
+        esk = randombytes(32)  # X25519 clamps the scalar itself
+        epk = crypto_scalarmult_base(esk)
         keys = []
         for r in to:
             public = bytes(r.public_key)
@@ -434,9 +436,7 @@ def seal_data(
             return v2.seal(value, ".".join(where))
         return seal_value(value, to)
 
-    if not sensitive_values(model, data):
-        return dict(data)
-    return _apply(model, data, seal)
+    return _apply(model, data, seal)  # without personal data: a copy, nothing sealed
 
 
 def open_data(
@@ -483,7 +483,7 @@ class FieldSealing:
     ) -> dict[str, Any]:
         """``data`` with its sensitive values sealed to every usable key of ``regions`` (v2
         binds them to ``event_id``)."""
-        if not sensitive_values(model, data):
+        if not sensitive_paths(model):
             return dict(data)
         to = recipients(self._roster(), regions, at)
         version = self.version if event_id else 1

@@ -547,11 +547,35 @@ async def run_all(
     nats_url: str | None = None,
     progress: Callable[[str], None] = lambda _: None,
     profile: bool = False,
+    seal_version: int = 2,
+) -> BenchReport:
+    """Every measurement in one run (see the module); the adapters seal with ``seal_version``."""
+    latency_events = latency_events if latency_events is not None else max(1, min(events, 2000))
+    # The adapters (BJ here, TJ in its child process) read it from the environment.
+    previous_seal = os.environ.get("XREGION_SEAL_VERSION")
+    os.environ["XREGION_SEAL_VERSION"] = str(seal_version)
+    try:
+        return await _run_all(events, replay_events, latency_events, rate, nats_url, progress, profile, seal_version)
+    finally:
+        if previous_seal is None:
+            os.environ.pop("XREGION_SEAL_VERSION", None)
+        else:
+            os.environ["XREGION_SEAL_VERSION"] = previous_seal
+
+
+async def _run_all(
+    events: int,
+    replay_events: tuple[int, ...],
+    latency_events: int,
+    rate: float,
+    nats_url: str | None,
+    progress: Callable[[str], None],
+    profile: bool,
+    seal_version: int,
 ) -> BenchReport:
     from xregion.auditor.bench import run_bench
     from xregion.ops.server import EmbeddedServer, ServerConfig, free_port
 
-    latency_events = latency_events if latency_events is not None else max(1, min(events, 2000))
     with tempfile.TemporaryDirectory(prefix="xregion-bench-") as tmp:
         root = Path(tmp)
         server = None
@@ -589,7 +613,14 @@ async def run_all(
         finally:
             if server is not None:
                 server.stop()
-    return BenchReport({**machine(), "disk_sync_ms": sync_ms}, where, rates, latency, replays, report_profiles)
+    return BenchReport(
+        {**machine(), "disk_sync_ms": sync_ms, "seal_version": seal_version},
+        where,
+        rates,
+        latency,
+        replays,
+        report_profiles,
+    )
 
 
 __all__ = ["BenchReport", "machine", "memory_flat", "run_all"]

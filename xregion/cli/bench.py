@@ -40,6 +40,16 @@ def bench(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    seal: Annotated[
+        int,
+        typer.Option(
+            "--seal",
+            min=1,
+            max=2,
+            help="Sealing version of the adapters' personal data (XREGION_SEAL_VERSION): 2 (one key agreement per "
+            "event and recipient) or 1 (a sealed box per field and recipient).",
+        ),
+    ] = 2,
     profile: Annotated[
         bool,
         typer.Option(
@@ -61,6 +71,7 @@ def bench(
             nats_url=nats_url,
             progress=(lambda _: None) if as_json else (lambda text: err.print(f"[dim]… {text}[/dim]")),
             profile=profile,
+            seal_version=seal,
         )
     )
     doc = report.to_json()
@@ -71,7 +82,8 @@ def bench(
     console.print(
         f"[bold]xregion bench[/bold] — {report.server}\n"
         f"{m['cpus']} CPUs ({m['cpu_model']}), Python {m['python']}, {m['nats_server']}, {m['date']}\n"
-        f"disk: one SQLite commit (WAL, synchronous=FULL) takes {m.get('disk_sync_ms', '?')} ms"
+        f"disk: one SQLite commit (WAL, synchronous=FULL) takes {m.get('disk_sync_ms', '?')} ms; "
+        f"personal data sealed v{m.get('seal_version', '?')}"
     )
     table = Table(show_lines=False)
     for column, justify in (

@@ -67,7 +67,9 @@ class CheckedEvent:
 
     ``step`` is the lifecycle's view of it; ``misfiled`` says it was stored under a subject
     its envelope contradicts; ``forged`` that its signature (or key) does not verify, else
-    ``digest`` is its hash (:func:`xregion.signing.event_hash`).
+    ``digest`` is its hash (:func:`xregion.signing.event_hash`). ``verified``: its Ed25519
+    signature was checked; else (the default mode) only its key was, and the replayer checks
+    the signature where the argument of :mod:`xregion.auditor.replay` needs it.
     """
 
     envelope: Envelope
@@ -75,6 +77,7 @@ class CheckedEvent:
     misfiled: XRegionError | None = None
     forged: VerificationError | None = None
     digest: str = ""
+    verified: bool = True
 
 
 Checked = NotAnEvent | CheckedEvent
@@ -86,17 +89,41 @@ class RecordChecker:
 
     Picklable, so that a worker process gets its own copy (:class:`CheckPool`)."""
 
-    def __init__(self, roster: KeyRoster, registry: RegionRegistry, grace: timedelta) -> None:
+    def __init__(
+        self, roster: KeyRoster, registry: RegionRegistry, grace: timedelta, *, every_signature: bool = True
+    ) -> None:
         self.roster = roster
         self.registry = registry
         self.grace = grace
+        self.every_signature = every_signature
+        """Check every event's Ed25519 signature; else only those signed with a key that has
+        a revocation (the rest of the signatures the replayer checks where it must)."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A Region's agencies are a read-only mapping proxy, which cannot be pickled.
         regions = [
             {**{f.name: getattr(r, f.name) for f in fields(r)}, "agencies": dict(r.agencies)} for r in self.registry
         ]
-        return (_restore_checker, (self.roster, regions, self.grace))
+        return (_restore_checker, (self.roster, regions, self.grace, self.every_signature))
+
+    def must_verify(self, key_id: str | None) -> bool:
+        """Whether the default mode checks this key's signatures on every event: those of a
+        key that has a revocation (an event near it may be a thief's), and unknown ones (the
+        verification names the fault)."""
+        if self.every_signature or not isinstance(key_id, str) or key_id not in self.roster:
+            return True
+        return self.roster.get(key_id).revoked_at is not None
+
+    def signature_fault(self, raw: bytes, stored_at: datetime) -> tuple[Envelope, VerificationError] | None:
+        """Check the Ed25519 signature of stored bytes that :meth:`inspect` found to be an
+        event (the default mode's deferred check): its fault, if any, with its envelope."""
+        event = decode(raw, registry=self.registry)
+        env = event.envelope
+        try:
+            self.roster.verify(event.wire, env.sender, env.time, received_at=stored_at, grace=self.grace)
+        except VerificationError as exc:
+            return env, exc
+        return None
 
     def inspect(self, raw: bytes, subject: str, stored_at: datetime) -> tuple[DecodedEvent | None, Checked]:
         """Check one stored message (``subject``: where it was stored, empty if unknown);
@@ -113,11 +140,15 @@ class RecordChecker:
             except XRegionError as exc:
                 misfiled = exc
         step = step_of(event)
+        verified = self.must_verify(env.keyid)
         try:
-            self.roster.verify(event.wire, env.sender, env.time, received_at=stored_at, grace=self.grace)
+            if verified:
+                self.roster.verify(event.wire, env.sender, env.time, received_at=stored_at, grace=self.grace)
+            else:
+                self.roster.check_key(event.wire, env.sender, env.time, received_at=stored_at, grace=self.grace)
         except VerificationError as exc:
             return event, CheckedEvent(env, step, misfiled, forged=exc)
-        return event, CheckedEvent(env, step, misfiled, digest=event_hash(event.wire))
+        return event, CheckedEvent(env, step, misfiled, digest=event_hash(event.wire), verified=verified)
 
     def check(self, record: Record) -> Checked:
         """:meth:`inspect` of ``record``, without the decoded event."""
@@ -128,8 +159,10 @@ class RecordChecker:
         return [self.inspect(*job)[1] for job in jobs]
 
 
-def _restore_checker(roster: KeyRoster, regions: list[dict[str, Any]], grace: timedelta) -> RecordChecker:
-    return RecordChecker(roster, RegionRegistry([Region(**r) for r in regions]), grace)
+def _restore_checker(
+    roster: KeyRoster, regions: list[dict[str, Any]], grace: timedelta, every_signature: bool = True
+) -> RecordChecker:
+    return RecordChecker(roster, RegionRegistry([Region(**r) for r in regions]), grace, every_signature=every_signature)
 
 
 _worker_checker: RecordChecker | None = None

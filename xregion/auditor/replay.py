@@ -16,6 +16,40 @@ For each event the :class:`Replayer` checks, reusing the bus's own code:
 * that the events other regions' signed checkpoints attest are in the stream, with the
   attested hash (:mod:`xregion.auditor.checkpoints`).
 
+**Signatures: the default mode and ``every_signature``.** With ``every_signature=True``
+(``--every-signature``) every event's Ed25519 signature is checked, in the worker processes.
+By default (``every_signature=False``) every event is still decoded and hashed, every key
+check but the Ed25519 arithmetic is made (the key is the sender's, valid at the event's time,
+not revoked, nor used beyond the revocation grace), every origin and link chain followed —
+and the signature is checked only where the others do not already carry it:
+
+1. the last event of each origin's chain (at the end of the replay);
+2. every event whose key differs from the next event's of the same origin (a rotation);
+3. every event signed with a key that has a revocation, and every event whose key the roster
+   does not know;
+4. both sides of every break the chains report (a gap, fork or replay), where the hash
+   chain carries nothing.
+
+Why that suffices: an event's signature covers its ``prevhash``, the hash of the origin's
+previous event, signature included, which covers the one before, and so on. So a valid
+signature of an origin's event ``e_n`` under key ``k`` proves — unless SHA-256 collides — that
+the holder of ``k`` signed ``e_n`` as the successor of exactly the stored ``e_1 … e_{n-1}``.
+That proves the earlier events authentic as well only where their keys were ``k`` too: the
+holder of ``k`` cannot have forged a signature of another key into the history it signed, but
+it could have signed a history whose other-key signatures are garbage; hence rule 2, which
+proves each run of one key by its last event, and rule 1, which proves the final run. A key
+with a revocation may have been stolen: its events are checked one by one (rule 3). Where a
+chain breaks (rule 4) the later events do not commit to the earlier ones, so the events at
+the break are checked on their own. What both modes detect: a removed event (a gap in the
+origin and link chains), an inserted one (a fork where the next event does not link to it,
+or a bad signature at the end of the chain), an altered one (its hash no longer matches its
+successor's ``prevhash``; at the end of a chain, its signature fails), reordered events
+(replays and gaps), events re-signed with a revoked key (the key checks and rule 3), a forged
+head (rule 1). What only ``every_signature`` adds: it names the forged event itself where the
+default mode names the break in the chain after it, and it proves each event's signature on
+its own (evidence about one event without its successors). ``tests/integration/
+test_audit_modes.py`` tampers with a stream in each of these ways and checks both modes see it.
+
 Memory is bounded by the number of chains and of *open* referrals, not by the number of
 events: only chain heads, open referral states, outstanding receipts and answers, and the
 per-pair counters are kept; a referral whose lifecycle is finished is forgotten (with
@@ -219,11 +253,18 @@ class Replayer:
         receipt_grace: timedelta = timedelta(minutes=5),
         attestations: Mapping[str, Mapping[int, Mapping[str, Attestation]]] | None = None,
         workers: int | None = None,
+        every_signature: bool = True,
     ) -> None:
         self.roster = roster
         self.registry = registry
         self.grace = grace
-        self.checker = RecordChecker(roster, registry, grace)
+        self.every_signature = every_signature
+        self.checker = RecordChecker(roster, registry, grace, every_signature=every_signature)
+        self._unproven: dict[str, tuple[Record, str]] = {}
+        """Per origin, its last event whose signature was not checked and that no later
+        checked signature of the same key carries yet (with that key): the default mode."""
+        self.deferred_checks = 0
+        """Signatures the default mode checked in this process (heads, rotations, breaks)."""
         self.workers = default_workers() if workers is None else workers
         self.anchored = anchored
         self.region = region
@@ -293,10 +334,41 @@ class Replayer:
             # Not authentic: it belongs to nobody's chain and changes no referral.
             self._anomaly(checked.forged, record, env)
             return False
-        if not self._chains(env, record, checked.digest):
+        clean = self._chains(env, record, checked.digest)
+        if not self.every_signature:
+            self._prove(record, env, checked.verified, clean)
+        if clean is None:
             return False
         self._check_attested(env, record, checked.digest)
         return self._lifecycle(env, checked.step, record, relevant)
+
+    # --- the default mode's signature checks (see the module) ---------------------------
+
+    def _prove(self, record: Record, env: Envelope, verified: bool, clean: bool | None) -> None:
+        """Keep track of what later signatures carry; check what they cannot."""
+        held = self._unproven.get(env.sender)
+        if held is not None and (held[1] != env.keyid or not clean):
+            self._check_signature(held[0])  # a rotation (rule 2) or a break in the chain (rule 4)
+            del self._unproven[env.sender]
+        if verified:
+            self._unproven.pop(env.sender, None)  # this signature carries everything before it
+        elif not clean:
+            self._check_signature(record)  # nothing before it carries it, nor after a break
+        else:
+            self._unproven[env.sender] = (record, env.keyid)
+
+    def _check_signature(self, record: Record) -> None:
+        self.deferred_checks += 1
+        fault = self.checker.signature_fault(record.raw, record.stored_at)
+        if fault is not None:
+            env, exc = fault
+            self._anomaly(exc, record, env)
+
+    def _prove_heads(self) -> None:
+        """Rule 1: the last event of each origin (if no checked signature carries it)."""
+        for record, _ in sorted(self._unproven.values(), key=lambda held: held[0].seq):
+            self._check_signature(record)
+        self._unproven.clear()
 
     def _order(self, record: Record) -> None:
         if record.seq <= self._last_seq:
@@ -334,17 +406,18 @@ class Replayer:
 
     # --- chains -------------------------------------------------------------------------
 
-    def _chains(self, env: Envelope, record: Record, digest: str) -> bool:
-        """Follow the origin and link chains; False if the event is a replay (not applied).
+    def _chains(self, env: Envelope, record: Record, digest: str) -> bool | None:
+        """Follow the origin and link chains: True if both link cleanly, False if one broke
+        (reported), None if the event is a replay (reported, not applied).
 
         ``digest`` is the event's hash (:func:`~xregion.signing.event_hash`), for both chains."""
         sender = env.sender
         origin_ok = self._follow(self.origins, sender, env.originseq, env.prevhash, digest, record, env)
         if origin_ok is None:
-            return False
+            return None
         link = link_key(sender, env.addressee, env.version)
-        self._follow(self.links, link, env.linkseq, env.linkprev, digest, record, env, report=origin_ok)
-        return True
+        link_ok = self._follow(self.links, link, env.linkseq, env.linkprev, digest, record, env, report=origin_ok)
+        return bool(origin_ok and link_ok)
 
     def _follow(
         self,
@@ -499,6 +572,7 @@ class Replayer:
 
     def finish(self, at: datetime | None = None) -> ReplayResult:
         """Close the replay at ``at`` (default: the last stored message, else now)."""
+        self._prove_heads()
         now = at or self._last_stored or datetime.now(UTC)
         receipts = [(rid, k, p) for rid, waits in self._receipts.items() for k, p in waits.items()]
         for rid, (receipt_type, region), pending in sorted(receipts, key=lambda x: x[2].stream_seq):

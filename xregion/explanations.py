@@ -504,6 +504,13 @@ _TABLE: tuple[tuple[str, Kind, str, str, str], ...] = (
         "检查服务器地址、网络与服务器运行状态。",
     ),
     (
+        "archive_stream_restored",
+        "operation",
+        "事件流已从备份恢复，归档不能续写",
+        "事件流从一份早于本归档末尾的备份恢复：备份之后的序号现在对应重新发布的事件和新事件，不再是归档中记录的那些。",
+        "保留原归档作为恢复前事件流的记录，将恢复后的事件流导出到新的目录（xregion audit export --out 新目录）。",
+    ),
+    (
         "backup_failed",
         "operation",
         "备份或恢复失败",

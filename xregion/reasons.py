@@ -12,6 +12,7 @@ from __future__ import annotations
 
 REASON_CODES: frozenset[str] = frozenset(
     {
+        "archive_stream_restored",
         "attachment_invalid",
         "auth_failed",
         "backup_failed",

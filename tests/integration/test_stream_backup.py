@@ -27,6 +27,7 @@ from xregion.coordinator.feed import ProjectionFeed
 from xregion.coordinator.projection import Projection
 from xregion.errors import BackupError
 from xregion.examples import PAYLOADS
+from xregion.keys import init_keys
 from xregion.ops.backup import DATA_FILE, StreamBackup, backup_stream, bus_streams, restore_stream
 from xregion.permissions import consumer_name
 from xregion.runtime.stream_reader import StreamReader
@@ -344,3 +345,37 @@ async def settle_leads(bus: Bus, js: JetStreamContext, leads: int) -> None:
 
 async def _handled(bus: Bus, leads: int) -> bool | None:
     return True if len(bus.received.get("TJ", [])) >= leads else None
+
+
+async def test_an_archive_is_not_continued_over_a_stream_restored_behind_it(
+    bus: Bus, nc: Client, tmp_path: Path
+) -> None:
+    """``xregion audit export`` continues an archive from its last sequence. After a restore
+    from a backup that ends before it, those sequences hold other messages (the re-published
+    ones, then new ones): continuing would skip them silently. It refuses with
+    ``archive_stream_restored`` and the archive is left as it was; a new archive takes the
+    restored stream."""
+    keys = tmp_path / "keys"
+    init_keys(keys, [*load_config().regions.codes, "COORD", "AUDIT"])
+    bus.keys_dir = keys
+    js = nc.jetstream()
+    stream = bus.settings.stream
+    bj, _ = await bus.start("BJ", "TJ")
+    await bj.client.open("lead.submitted", to="TJ", data=PAYLOADS["lead.submitted"])
+    await settle_leads(bus, js, 1)
+    await backup_stream(nc, stream, tmp_path / "backup")
+    await bj.client.open("lead.submitted", to="TJ", data=PAYLOADS["lead.submitted"])
+    await settle_leads(bus, js, 2)
+    connection = ("--nats-url", bus.server.url, "--keys-dir", str(keys))
+    first = await xregion("audit", "export", "--out", str(tmp_path / "archive"), *connection)
+    assert first.returncode == 0, first.stderr
+    manifest = (tmp_path / "archive" / "manifest.json").read_bytes()
+
+    await bus.stop()
+    await js.delete_stream(stream)
+    await restore_stream(nc, tmp_path / "backup")
+    again = await xregion("audit", "export", "--out", str(tmp_path / "archive"), *connection)
+    assert again.returncode == 1 and "error archive_stream_restored:" in again.stderr, again.stderr
+    assert (tmp_path / "archive" / "manifest.json").read_bytes() == manifest
+    fresh = await xregion("audit", "export", "--out", str(tmp_path / "new"), *connection)
+    assert fresh.returncode == 0, fresh.stderr

@@ -42,6 +42,7 @@ from xregion.auditor.replay import ARCHIVE_INVALID, Anomaly, Record, Replayer, R
 from xregion.envelope import format_time
 from xregion.errors import XRegionError
 from xregion.regions import AUDITOR, RegionRegistry
+from xregion.runtime.restores import RestoreMark
 from xregion.signing import KeyRoster, Signer, canonical
 
 FORMAT = "xregion-audit-archive/1"
@@ -160,6 +161,13 @@ class ExportResult:
     last_seq: int = 0
 
 
+class ArchiveBehindRestore(XRegionError):
+    """The stream was restored from a backup that ends before what this archive holds: the
+    stream's messages after the backup are no longer the ones archived under those sequences."""
+
+    code = "archive_stream_restored"
+
+
 class ArchiveWriter:
     """Append stored messages to an archive: ``add()`` each, then ``finish()``.
 
@@ -206,6 +214,22 @@ class ArchiveWriter:
     @property
     def next_seq(self) -> int:
         return self.last_seq + 1
+
+    def check_stream(self, mark: RestoreMark | None) -> None:
+        """Refuse to continue over a stream restored from a backup ending before this archive's
+        last message (:mod:`xregion.runtime.restores`): its later sequences now hold other
+        messages (the re-published ones, then new ones). The archive stays the record of the
+        stream before the restore; the restored stream is exported into a new directory."""
+        if mark is not None and mark.last_seq < self.last_seq:
+            raise ArchiveBehindRestore(
+                f"the stream {self.stream} was restored at {mark.restored_at} from a backup ending at sequence "
+                f"{mark.last_seq}; {self.directory} holds messages up to {self.last_seq}, which the restored stream "
+                "no longer holds under those sequences. Keep this archive as the record of the stream before the "
+                "restore, and export the restored stream into a new directory (xregion audit export --out NEW)",
+                restored_at=mark.restored_at,
+                restored_last_seq=mark.last_seq,
+                archive_last_seq=self.last_seq,
+            )
 
     def add(self, record: Record) -> None:
         if record.seq <= self.result.last_seq:

@@ -125,8 +125,10 @@ class _Source:
         start_seq: int | None = None,
         start_time: datetime | None = None,
         until_seq: int | None = None,
+        restore_check: Callable[[Any], None] | None = None,
     ) -> Any:
-        """Call ``checkpoints(records)`` then ``consume(records, total)`` on this source."""
+        """Call ``checkpoints(records)`` then ``consume(records, total)`` on this source;
+        ``restore_check`` first, with the stream's restore mark (or None)."""
         if self.archive is not None:
             from xregion.auditor.archive import CHECKPOINTS, _SegmentReader, read_archive
 
@@ -163,6 +165,10 @@ class _Source:
                     )
                 ]
                 checkpoints(found)
+            if restore_check is not None:
+                from xregion.runtime.stream_reader import StreamReader
+
+                restore_check(await StreamReader(nc, self.settings.stream).restore_mark())
             _, _last, messages = await stream_bounds(js, self.settings.stream)
             total = messages if start_seq is None and start_time is None else None
             records = read_stream(
@@ -348,7 +354,9 @@ def export(
         return writer.finish(checkpoints)
 
     try:
-        result = asyncio.run(source.run(consume, checkpoints.extend, start_seq=writer.next_seq))
+        result = asyncio.run(
+            source.run(consume, checkpoints.extend, start_seq=writer.next_seq, restore_check=writer.check_stream)
+        )
     except XRegionError as exc:
         raise fail(exc) from None
     console.print(

@@ -123,6 +123,11 @@ def one_shot_commands(tmp_path: Path, keys: Path) -> dict[str, list[str]]:
         "ops restore": ["ops", "restore", str(tmp_path / "no-backup")],
         "coordinator rebuild": ["coordinator", "rebuild", "--store", str(tmp_path / "rebuilt.db")],
         "status": ["status", "--keys-dir", str(keys), "--store", str(tmp_path / "status.db"), "--json"],
+        "audit log verify": ["audit", "log", "verify", "--roster", roster],
+        "report assessment": [
+            *("report", "assessment", "--from", "2026-11-01", "--to", "2026-11-30", "--json", "-"),
+            *("--keys-dir", str(keys), "--store", str(tmp_path / "assessment.db")),
+        ],
     }
 
 
@@ -164,6 +169,8 @@ def test_another_partys_certificate_is_identity_mismatch_from_every_command(
         "ops restore": "BJ",
         "coordinator rebuild": "ADMIN",
         "status": "AUDIT",
+        "audit log verify": "BJ",
+        "report assessment": "AUDIT",
     }
     runs: list[tuple[Sequence[str], dict[str, str] | None]] = [
         ([*commands[name], *as_party(secure_server, security_dir, party)], None) for name, party in wrong.items()

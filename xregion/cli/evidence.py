@@ -23,7 +23,18 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from xregion.cli.common import LogFormat, NatsUrl, NkeySeed, TlsCa, TlsCert, TlsKey, client_settings
+from xregion.cli.common import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    ArchiveOrNatsUrl,
+    ConnectTimeout,
+    LogFormat,
+    NkeySeed,
+    RequiredNatsUrl,
+    TlsCa,
+    TlsCert,
+    TlsKey,
+    client_settings,
+)
 from xregion.errors import XRegionError
 
 console = Console(width=None if Console().is_terminal else 140)
@@ -123,7 +134,7 @@ def log_run(
     keys_dir: Annotated[
         Path, typer.Option("--keys-dir", help="Holds private/AUDIT.key (the log's key) and roster.json.")
     ] = Path(".xregion/keys"),
-    nats_url: NatsUrl = None,
+    nats_url: RequiredNatsUrl = None,
     interval: Annotated[
         float, typer.Option("--interval", envvar="XREGION_TLOG_INTERVAL_S", min=0.1, help="Seconds between rounds.")
     ] = 60.0,
@@ -277,7 +288,7 @@ def log_verify(
     store: Annotated[
         Path | None, typer.Option("--store", help="The log's store: names removed events, checks its tokens.")
     ] = None,
-    nats_url: NatsUrl = None,
+    nats_url: ArchiveOrNatsUrl = None,
     archive: Annotated[Path | None, typer.Option("--archive", help="Read an exported archive instead.")] = None,
     roster: RosterOption = DEFAULT_ROSTER,
     tsa_ca: TsaCaOption = None,
@@ -287,6 +298,7 @@ def log_verify(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
     """Hold the stream against every checkpoint the log published, the witnesses cosigned
     and the store keeps: signatures, cosignatures (a non-witness's is named), time-stamp
@@ -297,7 +309,7 @@ def log_verify(
     from xregion.timestamps import make_verifier
 
     keys = _roster(roster)
-    source = _Source(nats_url, archive, client_settings(tls_ca, tls_cert, tls_key, nkey_seed))
+    source = _Source(nats_url, archive, client_settings(tls_ca, tls_cert, tls_key, nkey_seed), connect_timeout)
     tlog = _open_log(store) if store is not None else None
     try:
         verifier = make_verifier(tsa_verifier, tsa_ca) if tsa_ca is not None else None
@@ -507,7 +519,12 @@ def consistency(
 
 
 async def _stored_bytes(
-    seqs: list[int], nats_url: str | None, archive: Path | None, settings: Any, attachments: list[tuple[str, str, str]]
+    seqs: list[int],
+    nats_url: str | None,
+    archive: Path | None,
+    settings: Any,
+    attachments: list[tuple[str, str, str]],
+    connect_timeout_s: float,
 ) -> tuple[dict[int, bytes], dict[str, bytes]]:
     """The stored bytes of stream sequences ``seqs``, and of the attachments
     ``(owner, object name, sha256)`` (from NATS only)."""
@@ -522,7 +539,8 @@ async def _stored_bytes(
     from xregion.runtime.evidence import Evidence
 
     assert nats_url is not None
-    nc = await connect(nats_url, "xregion-evidence", ClientIdentity.from_settings(settings, AUDITOR))
+    identity = ClientIdentity.from_settings(settings, AUDITOR)
+    nc = await connect(nats_url, "xregion-evidence", identity, timeout_s=connect_timeout_s)
     try:
         js = nc.jetstream()
         found = {}
@@ -548,7 +566,7 @@ def evidence(
     keys_dir: Annotated[
         Path, typer.Option("--keys-dir", help="Holds private/AUDIT.key (signs the manifest) and roster.json.")
     ] = Path(".xregion/keys"),
-    nats_url: NatsUrl = None,
+    nats_url: ArchiveOrNatsUrl = None,
     archive: Annotated[Path | None, typer.Option("--archive", help="Take the events from an archive.")] = None,
     tsa_ca: TsaCaOption = None,
     witnesses: QuorumOption = None,
@@ -562,6 +580,7 @@ def evidence(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
     """Write a self-contained evidence package of one referral: every event's original
     bytes, their inclusion proofs in one checkpoint cosigned by the witnesses and
@@ -596,7 +615,9 @@ def evidence(
         if not leaves:
             raise _problem(XRegionError(f"referral {referral_id} has no event in the log (yet)"))
         try:
-            raws, _ = asyncio.run(_stored_bytes([x.stream_seq for x in leaves], nats_url, archive, settings, []))
+            raws, _ = asyncio.run(
+                _stored_bytes([x.stream_seq for x in leaves], nats_url, archive, settings, [], connect_timeout)
+            )
         except XRegionError as exc:
             raise _problem(exc) from None
         chosen_events, excluded = [], 0
@@ -629,7 +650,7 @@ def evidence(
                 for a in attachments_of(e.event.wire)
                 if "object_name" in a
             ]
-            _, files = asyncio.run(_stored_bytes([], nats_url, None, settings, wanted))
+            _, files = asyncio.run(_stored_bytes([], nats_url, None, settings, wanted, connect_timeout))
         try:
             write_package(
                 out,

@@ -20,7 +20,16 @@ from typing import Annotated, Any, cast
 import typer
 from rich.console import Console
 
-from xregion.cli.common import NatsUrl, NkeySeed, TlsCa, TlsCert, TlsKey, client_settings
+from xregion.cli.common import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    CatchUpNatsUrl,
+    ConnectTimeout,
+    NkeySeed,
+    TlsCa,
+    TlsCert,
+    TlsKey,
+    client_settings,
+)
 from xregion.errors import XRegionError
 
 app = typer.Typer(help="Reports: the performance assessment of a period.", no_args_is_help=True)
@@ -65,11 +74,12 @@ def assessment(
         ".xregion/coordinator.db"
     ),
     keys_dir: Annotated[Path | None, typer.Option("--keys-dir", help="With --nats-url: the key roster.")] = None,
-    nats_url: NatsUrl = None,
+    nats_url: CatchUpNatsUrl = None,
     tls_ca: TlsCa = None,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     nkey_seed: NkeySeed = None,
+    connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
     """Per region and region pair, per family: referrals received and sent, answered on time,
     late or still open, working days to receipt, acceptance and conclusion, escalations,
@@ -89,7 +99,7 @@ def assessment(
     if nats_url is not None:
         if keys_dir is None:
             raise typer.BadParameter("--nats-url needs --keys-dir (the key roster)")
-        _catch_up(nats_url, keys_dir, store, client_settings(tls_ca, tls_cert, tls_key, nkey_seed))
+        _catch_up(nats_url, keys_dir, store, client_settings(tls_ca, tls_cert, tls_key, nkey_seed), connect_timeout)
     elif not store.is_file():
         _error("store_missing", f"no projection at {store} (give --store, or --nats-url to build one)")
         raise typer.Exit(2)
@@ -114,7 +124,9 @@ def assessment(
         )
 
 
-def _catch_up(nats_url: str, keys_dir: Path, store: Path, settings_given: dict[str, Any]) -> None:
+def _catch_up(
+    nats_url: str, keys_dir: Path, store: Path, settings_given: dict[str, Any], connect_timeout_s: float
+) -> None:
     """Fold into ``store`` what the stream holds after the store's own position (as COORD:
     direct gets only, no consumer)."""
     import logging
@@ -132,7 +144,8 @@ def _catch_up(nats_url: str, keys_dir: Path, store: Path, settings_given: dict[s
 
     async def main() -> int:
         verify = roster_verifier(keys_dir, settings.revocation_grace_s)
-        nc = await connect(nats_url, "xregion-report", ClientIdentity.from_settings(settings, COORDINATOR))
+        identity = ClientIdentity.from_settings(settings, COORDINATOR)
+        nc = await connect(nats_url, "xregion-report", identity, timeout_s=connect_timeout_s)
         try:
             with Projection(store, verify=verify) as projection:
                 async with StreamReader(nc, settings.stream) as reader:

@@ -20,6 +20,7 @@ from xregion.cli.common import (
     LogFormat,
     NatsUrl,
     NkeySeed,
+    RequiredNatsUrl,
     SecurityDirOption,
     TlsCa,
     TlsCert,
@@ -353,7 +354,7 @@ def load_handler(spec: str) -> Any:
 @adapter_app.command("run")
 def adapter_run(
     region: Annotated[str, typer.Option(help="Region code (BJ, TJ, HE, ...).")],
-    nats_url: NatsUrl = None,
+    nats_url: RequiredNatsUrl = None,
     keys_dir: Annotated[Path, typer.Option(help="Keys directory (xregion keys init).")] = Path(".xregion/keys"),
     store: Annotated[Path | None, typer.Option(help="SQLite store (outbox, inbox, views).")] = None,
     agency: Annotated[str | None, typer.Option(help="Agency code used for automatic receipts.")] = None,

@@ -38,14 +38,17 @@ def test_bench_json_tiny() -> None:
     assert isinstance(replay["memory_flat"], bool)
     fold = replay["coordinator_fold"]
     assert fold["events"] == 500 and fold["anomalies"] == 0
+    every = replay["audit_replay_every_signature"]
+    assert every["events"] == 500 and every["anomalies"] == 0
+    assert 0 < replay["audit_replay"]["signatures_checked"] < 10  # heads, not every event
     rows = doc["comparisons"]
-    assert len(rows) == 11
+    assert len(rows) == 12
     for row in rows:
         assert row.keys() >= ROW_KEYS, row
         assert isinstance(row["ratio"], int | float) and row["ratio"] > 0, row
         assert row["value"] > 0 and row["baseline_value"] > 0, row
     goals = [row for row in rows if row["goal"]]
-    assert len(goals) == 5
+    assert len(goals) == 6
     assert all(isinstance(row["met"], bool) for row in goals)
     assert "profile" not in doc
 

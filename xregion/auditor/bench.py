@@ -5,9 +5,11 @@ with ``events`` valid signed events (leads BJ→TJ: submitted, received, accepte
 so the lifecycle, receipt and deadline checks all run), then measures
 
 * ``raw``: a nats-py ordered push consumer reading every message, doing nothing with it;
-* ``replay``: :func:`~xregion.auditor.source.read_stream` + :meth:`Replayer.run_async`
-  (signature, chains, lifecycle, receipts, deadlines for every event), with ``workers``
-  checking processes (default :func:`~xregion.auditor.checking.default_workers`),
+* ``replay``: :func:`~xregion.auditor.source.read_stream` + :meth:`Replayer.run_async` in
+  the default mode (decoding, hash, key checks, chains, lifecycle, receipts, deadlines for
+  every event; the signatures of chain heads, rotations and breaks), with ``workers``
+  checking processes (default :func:`~xregion.auditor.checking.default_workers`), then the
+  same with ``every_signature`` (every event's Ed25519 signature, in the workers),
 
 each as events/s and resident memory (RSS sampled while it runs: a fixed bound means the
 late samples are no higher than the early ones), and
@@ -59,9 +61,13 @@ class BenchResult:
     fold: Measure | None = None
     fold_anomalies: int = 0
     profile: dict[str, Any] | None = None
+    deferred_checks: int = 0
+    """Signatures the default mode checked (chain heads, rotations, breaks)."""
+    every_signature: Measure | None = None
+    every_signature_anomalies: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        doc = {
+        doc: dict[str, Any] = {
             "events": self.events,
             "generate_s": round(self.generate_s, 1),
             "raw_ordered_read": self.raw.to_json(),
@@ -70,6 +76,16 @@ class BenchResult:
             "workers_rss_peak_mb": round(max(self.workers_rss_samples, default=0) / (1024 * 1024), 1),
             "anomalies": self.anomalies,
         }
+        doc["audit_replay"] = {
+            **self.replay.to_json(),
+            "mode": "default (signatures of chain heads, rotations and breaks)",
+            "signatures_checked": self.deferred_checks,
+        }
+        if self.every_signature is not None:
+            doc["audit_replay_every_signature"] = {
+                **self.every_signature.to_json(),
+                "anomalies": self.every_signature_anomalies,
+            }
         if self.fold is not None:
             doc["coordinator_fold"] = {**self.fold.to_json(), "anomalies": self.fold_anomalies}
         if self.profile is not None:
@@ -167,6 +183,7 @@ async def run_bench(
     *,
     fold: bool = True,
     profile: bool = False,
+    every_signature: bool = True,
 ) -> BenchResult:
     """Fill a stream with ``events`` events and measure raw read vs audit replay (see module).
 
@@ -215,7 +232,7 @@ async def run_bench(
             raw.seconds = time.perf_counter() - started
             await sub.unsubscribe()
 
-            replayer = Replayer(bench_roster(signers), load_config().regions, workers=workers)
+            replayer = Replayer(bench_roster(signers), load_config().regions, workers=workers, every_signature=False)
             replay = Measure(rss_start=rss_bytes())
             workers_rss_samples: list[int] = []
 
@@ -255,6 +272,15 @@ async def run_bench(
                 events, generate_s, raw, replay, len(result.anomalies), replayer.workers, workers_rss_samples
             )
             bench.profile = profiled
+            bench.deferred_checks = replayer.deferred_checks
+            if every_signature:  # the exhaustive mode: every event's signature, in the workers
+                exhaustive = Replayer(bench_roster(signers), load_config().regions, workers=workers)
+                bench.every_signature = Measure(rss_start=rss_bytes())
+                started = time.perf_counter()
+                checked = await exhaustive.run_async(read_stream(js, settings.stream))
+                bench.every_signature.seconds = time.perf_counter() - started
+                bench.every_signature.events = checked.events
+                bench.every_signature_anomalies = len(checked.anomalies)
             if fold:
                 bench.fold, bench.fold_anomalies = await fold_rate(
                     nc, settings.stream, bench_roster(signers), events, root

@@ -9,7 +9,8 @@ FastStream does not know and the bus does (:func:`complete`):
   take (the configured regions, ``COORD`` for escalations, ``ALL`` for broadcasts) — from the
   lifecycles, the same rules the adapters enforce;
 * the NATS headers the relay sends with every event (``Nats-Msg-Id`` = the event id, always;
-  ``Nats-Expected-Stream``; the ``Nats-Batch-*`` headers of an atomic batch);
+  ``Nats-Expected-Stream``; ``Nats-Expected-Last-Subject-Sequence`` over the sender's subjects;
+  the ``Nats-Batch-*`` headers of an atomic batch);
 * the correlation id where it really is: the envelope's ``correlationid`` member of the
   payload (no header carries it);
 * the content type, ``application/cloudevents+json`` (structured mode).
@@ -144,6 +145,20 @@ def headers_schema(stream: str) -> dict[str, Any]:
                 "server refuses the message if its subject belongs to another stream. Sent by the xregion "
                 "relay with every event.",
                 "examples": [stream],
+            },
+            "Nats-Expected-Last-Subject-Sequence": {
+                "type": "string",
+                "pattern": "^[0-9]+$",
+                "description": "The stream sequence of the sender's previous event in the stream (0: none), "
+                "with Nats-Expected-Last-Subject-Sequence-Subject: the server stores nothing of an origin "
+                "after a gap. Sent by the xregion relay with a single event and a batch's first.",
+            },
+            "Nats-Expected-Last-Subject-Sequence-Subject": {
+                "type": "string",
+                "pattern": "^xregion\\.\\*\\.\\*\\.\\*\\.[A-Z][A-Z0-9_]*\\.\\*$",
+                "description": "Every subject of the sender (xregion.*.*.*.<FROM>.*): the subjects "
+                "Nats-Expected-Last-Subject-Sequence is about.",
+                "examples": ["xregion.*.*.*.BJ.*"],
             },
             "Nats-Batch-Id": {
                 "type": "string",

@@ -271,6 +271,21 @@ async def test_history_rewritten_through_the_servers_storage_is_named(
     assert out.returncode == 1
     codes = {a["code"] for a in json.loads(out.stdout)["anomalies"]}
     assert {"chain_gap", "event_removed", "bad_signature", "checkpoint_fork", "checkpoint_mismatch"} <= codes
+    # ... in its exhaustive mode too (every signature checked, issue 17): what it finds, the
+    # default mode found (which also names the forgery's place in BJ's chain: a replay).
+    out = await asyncio.to_thread(
+        xregion,
+        "audit",
+        "replay",
+        "--every-signature",
+        "--nats-url",
+        bus.server.url,
+        "--roster",
+        _roster_file(bus, all_keys),
+        "--json",
+    )
+    assert out.returncode == 1
+    assert {a["code"] for a in json.loads(out.stdout)["anomalies"]} <= codes
 
 
 def _roster_file(bus: Bus, keys: KeyRoster) -> str:

@@ -184,6 +184,7 @@ def _replay(
     until: str | None,
     region: str | None,
     referral: str | None,
+    every_signature: bool = False,
 ) -> Any:
     from xregion.auditor.checkpoints import CheckpointSet, collect
     from xregion.auditor.replay import Replayer
@@ -206,6 +207,7 @@ def _replay(
             region=region,
             referral=referral,
             attestations=found.attestations if anchored else {},
+            every_signature=every_signature,
         )
         replayer.result.checkpoints = found.count
         replayer.result.anomalies.extend(found.anomalies)
@@ -239,6 +241,15 @@ def replay(
     until: Annotated[str | None, typer.Option(help="Stop after this stream sequence or time.")] = None,
     region: Annotated[str | None, typer.Option(help="Report only events sent by or to this region.")] = None,
     referral: Annotated[str | None, typer.Option(help="Report only this referral.")] = None,
+    every_signature: Annotated[
+        bool,
+        typer.Option(
+            "--every-signature",
+            help="Check every event's Ed25519 signature (in worker processes), not only those the hash chains "
+            "do not carry (chain heads, key rotations, keys with a revocation, chain breaks): the same tamperings "
+            "are found either way; this names a forged event itself rather than the break after it.",
+        ),
+    ] = False,
     json_out: JsonOption = False,
     tls_ca: TlsCa = None,
     tls_cert: TlsCert = None,
@@ -246,12 +257,13 @@ def replay(
     nkey_seed: NkeySeed = None,
     connect_timeout: ConnectTimeout = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> None:
-    """Verify every stored event: signature (roster valid at its time), origin and link hash
-    chains (gaps, forks, replays), lifecycle, receipts, deadlines, and the regions'
-    checkpoints. Memory stays bounded however long the history."""
+    """Verify every stored event: its hash, key (roster valid at its time) and the signatures
+    that carry the others (or, --every-signature, every one), origin and link hash chains
+    (gaps, forks, replays), lifecycle, receipts, deadlines, and the regions' checkpoints.
+    Memory stays bounded however long the history."""
     source = _Source(nats_url, archive, client_settings(tls_ca, tls_cert, tls_key, nkey_seed), connect_timeout)
     try:
-        result = _replay(source, roster, since, until, region, referral)
+        result = _replay(source, roster, since, until, region, referral, every_signature)
     except XRegionError as exc:
         raise fail(exc) from None
     if json_out:

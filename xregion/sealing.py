@@ -305,8 +305,10 @@ class SealingV2:
     """(recipient key id, its pseudo-random key)."""
 
     @classmethod
-    def new(cls, event_id: str, to: Sequence[Recipient]) -> SealingV2:
-        esk = randombytes(32)  # X25519 clamps the scalar itself
+    def new(cls, event_id: str, to: Sequence[Recipient], secret: bytes | None = None) -> SealingV2:
+        """A fresh sealing of ``event_id`` to ``to``; ``secret``: the ephemeral secret to use
+        instead of 32 random bytes (deterministic test vectors and conformance cases only)."""
+        esk = randombytes(32) if secret is None else secret  # X25519 clamps the scalar itself
         epk = crypto_scalarmult_base(esk)
         keys = []
         for r in to:

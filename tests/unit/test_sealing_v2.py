@@ -167,3 +167,16 @@ def test_low_order_recipient_key_is_refused() -> None:
     zero = Recipient("TJ:0000000000000000", PrivateKey(bytes(32)).public_key.__class__(bytes(32)))
     with pytest.raises(ConfigError):
         SealingV2.new(EVENT, [zero])
+
+
+def test_a_given_ephemeral_secret_gives_test_vectors() -> None:
+    """Deterministic sealing (conformance kits, test vectors): the same secret, the same boxes."""
+    from xregion.sealing import SealingV2
+
+    to = recipients(ROSTER, ("TJ",), EXAMPLE_TIME)
+    secret = hashlib.sha256(b"xregion-conformance-ephemeral").digest()
+    one, two = (SealingV2.new(EVENT, to, secret).seal("张某", "data.suspects.1.name") for _ in range(2))
+    assert one == two
+    from xregion.sealing import open_value
+
+    assert open_value(one, [OpeningKey.of(SIGNERS["TJ"])], "data.suspects.1.name", event_id=EVENT) == "张某"

@@ -238,9 +238,7 @@ def auditor_permissions(names: BusNames = DEFAULT_NAMES, regions: Iterable[str] 
         *_evidence_reader(names, regions),
     ]
     subscribe = [f"{ROOT}.>", f"{inbox_prefix(AUDITOR)}.>"]
-    return Permissions(
-        "auditor", tuple(dict.fromkeys(publish)), tuple(subscribe), publish_deny=(f"{ROOT}.*.*.>",)
-    )
+    return Permissions("auditor", tuple(dict.fromkeys(publish)), tuple(subscribe), publish_deny=(f"{ROOT}.*.*.>",))
 
 
 def operator_permissions() -> Permissions:

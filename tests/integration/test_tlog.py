@@ -164,7 +164,7 @@ async def test_a_cosignature_by_a_non_witness_is_named_and_does_not_count(
         assert "COORD" in found.problems[1].message
         # a witness's line that does not verify is named as such
         bad = note.signatures[1]
-        altered = NoteSignature(bad.name, bad.key_id, bad.signature[:-1] + b"\0")
+        altered = NoteSignature(bad.name, bad.key_id, bad.signature[:-1] + bytes([bad.signature[-1] ^ 1]))
         broken = SignedNote(note.text, (note.signatures[0], altered))
         assert [p.code for p in check_cosignatures(broken, roster, WITNESSES, ORIGIN).problems] == [
             "cosignature_invalid"

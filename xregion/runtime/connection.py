@@ -317,6 +317,8 @@ class ConnectGate:
         self.refused: ConnectionSecurityError | None = None
         """The security failure seen before the gate opened (a server that closes the
         connection right after the handshake does so after nats-py's connect returned)."""
+        self.attempt: asyncio.Future[Any] | None = None
+        """The task running nats-py's connect (security failures are raised into it only)."""
         self.connecting = True
         """nats-py's connect is under way: a security failure is raised into it. Afterwards
         it is only recorded (raising would escape from nats-py's reconnect task)."""
@@ -409,7 +411,9 @@ def connection_options(
             if refused is not None:
                 gate.refused = refused
                 security_event(refused.code, client=name, party=identity.party, detail=refused.message[:300])
-                if gate.connecting:
+                # Raised only into nats-py's connect itself: from its reconnect task (a server closing
+                # right after the handshake, before connect() has resumed) it would escape unhandled.
+                if gate.connecting and (gate.attempt is None or asyncio.current_task() is gate.attempt):
                     raise refused
                 return
             gate.last_error = f"{type(exc).__name__}: {exc}"[:200]
@@ -471,6 +475,7 @@ async def connect(
     options = connection_options(name, identity, gate=gate, url=url)
     nc = Client()
     attempt = asyncio.ensure_future(nc.connect(url.split(","), **options))
+    gate.attempt = attempt
     try:
         # Not asyncio.timeout(): nats-py's connect loop could swallow the cancellation.
         done, _ = await asyncio.wait({attempt}, timeout=timeout_s)

@@ -10,12 +10,11 @@ checked: the same figures and the same digest. Exit codes: 0; 2 ``store_missing`
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -30,7 +29,6 @@ from xregion.cli.common import (
     TlsKey,
     client_settings,
 )
-from xregion.errors import XRegionError
 
 app = typer.Typer(help="Reports: the performance assessment of a period.", no_args_is_help=True)
 stderr = Console(stderr=True)
@@ -99,6 +97,8 @@ def assessment(
     if nats_url is not None:
         if keys_dir is None:
             raise typer.BadParameter("--nats-url needs --keys-dir (the key roster)")
+        from xregion.cli.status import _catch_up
+
         _catch_up(nats_url, keys_dir, store, client_settings(tls_ca, tls_cert, tls_key, nkey_seed), connect_timeout)
     elif not store.is_file():
         _error("store_missing", f"no projection at {store} (give --store, or --nats-url to build one)")
@@ -122,42 +122,6 @@ def assessment(
             f"{result.source.first_seq or '-'}–{result.source.last_seq or '-'}; wrote {', '.join(written)}",
             highlight=False,
         )
-
-
-def _catch_up(
-    nats_url: str, keys_dir: Path, store: Path, settings_given: dict[str, Any], connect_timeout_s: float
-) -> None:
-    """Fold into ``store`` what the stream holds after the store's own position (as COORD:
-    direct gets only, no consumer)."""
-    import logging
-
-    from xregion.coordinator.feed import ProjectionFeed, roster_verifier
-    from xregion.coordinator.projection import Projection
-    from xregion.logs import configure_logging
-    from xregion.regions import COORDINATOR
-    from xregion.runtime.connection import ClientIdentity, connect
-    from xregion.runtime.settings import RuntimeSettings
-    from xregion.runtime.stream_reader import StreamReader
-
-    settings = RuntimeSettings(**settings_given)
-    configure_logging(settings.log_format, level=logging.WARNING)  # stderr: stdout may be the result
-
-    async def main() -> int:
-        verify = roster_verifier(keys_dir, settings.revocation_grace_s)
-        identity = ClientIdentity.from_settings(settings, COORDINATOR)
-        nc = await connect(nats_url, "xregion-report", identity, timeout_s=connect_timeout_s)
-        try:
-            with Projection(store, verify=verify) as projection:
-                async with StreamReader(nc, settings.stream) as reader:
-                    return await ProjectionFeed(projection, reader).catch_up(timeout=300.0)
-        finally:
-            await nc.close()
-
-    try:
-        asyncio.run(main())
-    except XRegionError as exc:
-        _error(exc.code, exc.message)
-        raise typer.Exit(1) from None
 
 
 __all__ = ["app", "assessment"]

@@ -2,7 +2,8 @@
 nats-server, exactly as any other implementation runs it: the adapter is started from the
 kit's keys directory, the kit's runner publishes every case in order and judges each outcome
 from the server alone. Every case must have its expected outcome; and the handler got exactly
-the events the kit says are delivered, each once.
+the events the kit says are delivered, each once, v1 and v2 sealed alike opened; and each bad
+sealing v2 case was refused at the field it altered.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from tests.bus import Bus
 from xregion.adapter import Adapter
 from xregion.conformance.runner import KIT_ROOT, Kit, run_kit
+from xregion.runtime.deadletter import read_dead_letters
 
 pytestmark = pytest.mark.anyio
 
@@ -34,6 +36,7 @@ async def test_every_case_of_the_kit_has_its_expected_outcome_at_an_xregion_adap
     nc = await bus.raw()
     try:
         outcomes = await run_kit(nc.jetstream(), kit)
+        letters = await read_dead_letters(nc.jetstream(), kit.receiver["dead_letter_stream"], "TJ")
     finally:
         await nc.close()
     report = "\n".join(f"{o.name}: expected {o.expected}, got {o.got}; {o.problems}" for o in outcomes if not o.ok)
@@ -45,3 +48,25 @@ async def test_every_case_of_the_kit_has_its_expected_outcome_at_an_xregion_adap
     first = json.loads(kit.body(kit.cases[0]))
     assert bus.received["TJ"][0].event.wire == first
     assert bus.received["TJ"][0].payload.suspects[1].name == "张某"  # type: ignore[attr-defined]
+    # a v2 sealed lead reaches the handler opened like its v1 twin
+    [v2] = [d for d in bus.received["TJ"] if d.event.envelope.id == _expected_id(kit, "valid-lead-sealed-v2")]
+    assert v2.payload == bus.received["TJ"][0].payload
+    # each bad v2 case is refused at the field it altered (the binding, not another fault)
+    fields = {letter.event_id: letter.reason.get("field") for letter in letters}
+    assert {
+        name: fields[_expected_id(kit, name)]
+        for name in (
+            "unseal-failed-v2-altered",
+            "unseal-failed-v2-moved-field",
+            "unseal-failed-v2-other-event",
+        )
+    } == {
+        "unseal-failed-v2-altered": "data.suspects.1.name",
+        "unseal-failed-v2-moved-field": "data.suspects.0.name",
+        "unseal-failed-v2-other-event": "data.suspects.1.name",
+    }
+
+
+def _expected_id(kit: Kit, name: str) -> str:
+    [case] = [c for c in kit.cases if c["name"].split("-", 1)[1] == name]
+    return str(case["expect"]["event_id"])

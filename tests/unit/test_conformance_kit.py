@@ -6,8 +6,10 @@
   (``xregion.lifecycle.RECEIPTS``), ``schemas/conformance/answers.json`` and the table of
   docs/signing-recipe.md §10;
 * the kit's keys are throw-away (public seeds) and say so; its sealed fields open with the
-  receiver's key as any libsodium sealed box; its valid events verify; its expected codes are
-  stable reason codes.
+  receiver's key as any libsodium sealed box (v1) or, for the sealing v2 cases, as the recipe
+  §8 says — computed here from the recipe, and by the JavaScript of
+  adapters/examples/js/seal-v2.mjs when Node.js is there; its valid events verify; its
+  expected codes are stable reason codes; each bad v2 case fails for the one reason it names.
 
 Running the kit against a real adapter is tests/integration/test_conformance_run.py.
 """
@@ -16,13 +18,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import re
 import shutil
+import subprocess
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+from nacl.bindings import crypto_aead_chacha20poly1305_ietf_decrypt, crypto_scalarmult
+from nacl.exceptions import CryptoError
 from nacl.public import SealedBox
 from nacl.signing import SigningKey
 from typer.testing import CliRunner
@@ -33,14 +40,16 @@ from xregion.conformance import kit as kit_files
 from xregion.conformance.answers import answer_table, markdown
 from xregion.conformance.runner import KIT_ROOT, Kit
 from xregion.contracts.catalog import CATALOG
+from xregion.errors import UnsealFailed
 from xregion.examples import PAYLOADS
 from xregion.lifecycle import RECEIPTS
 from xregion.reasons import REASON_CODES
 from xregion.runtime.alerts import SECURITY_CODES
-from xregion.sealing import SEALED, sensitive_values
-from xregion.signing import canonical
+from xregion.sealing import SEALED, OpeningKey, open_value, sensitive_values
+from xregion.signing import Signer, canonical
 
 ANSWERS = KIT_ROOT / "answers.json"
+SEAL_V2_JS = Path(__file__).resolve().parents[2] / "adapters" / "examples" / "js" / "seal-v2.mjs"
 TABLE = re.compile(r"<!-- answers:begin -->\n(.*?)\n<!-- answers:end -->", re.S)
 
 
@@ -126,12 +135,32 @@ def test_bodies_digests_subjects_and_ids() -> None:
             assert wire["id"] == case["expect"]["event_id"] == case["headers"]["Nats-Msg-Id"]
 
 
+def tj_key() -> tuple[str, bytes]:
+    """The receiver's key id and Ed25519 seed, from the kit's key file."""
+    key_file = json.loads((KIT_ROOT / "keys/private/TJ.key").read_text(encoding="utf-8"))
+    return key_file["key_id"], base64.b64decode(key_file["seed"])
+
+
+def open_v2(value: dict[str, Any], event_id: str, where: str, key_id: str, seed: bytes) -> Any:
+    """A v2 sealed value opened as docs/signing-recipe.md §8 says, with nothing of
+    xregion.sealing: ``prk = HMAC-SHA256(epk ‖ R, X25519(r, epk))``, the field's key
+    ``HMAC-SHA256(prk, info ‖ 0x01)``, ChaCha20-Poly1305 with a zero nonce and ``info`` as
+    associated data. Raises CryptoError when the box does not open."""
+    secret = SigningKey(seed).to_curve25519_private_key()
+    epk = base64.b64decode(value["epk"])
+    shared = crypto_scalarmult(bytes(secret), epk)
+    prk = hmac.new(epk + bytes(secret.public_key), shared, hashlib.sha256).digest()
+    info = b"\x00".join((b"xregion-seal-v2", event_id.encode(), where.encode(), key_id.encode()))
+    key = hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+    box = base64.b64decode(value[SEALED][key_id])
+    return json.loads(crypto_aead_chacha20poly1305_ietf_decrypt(box, info, bytes(12), key))
+
+
 def test_valid_events_verify_and_their_personal_data_opens_with_the_receivers_key() -> None:
     kit = Kit.load(KIT_ROOT)
-    seed = base64.b64decode(json.loads((KIT_ROOT / "keys/private/TJ.key").read_text())["seed"])
-    tj_key_id = json.loads((KIT_ROOT / "keys/private/TJ.key").read_text())["key_id"]
+    tj_key_id, seed = tj_key()
     opener = SealedBox(SigningKey(seed).to_curve25519_private_key())
-    opened = 0
+    opened = {1: 0, 2: 0}
     for case in kit.cases:
         if case["expect"]["outcome"] != "delivered":
             continue
@@ -140,11 +169,153 @@ def test_valid_events_verify_and_their_personal_data_opens_with_the_receivers_ke
         kit.roster.verify(wire, sender, _time(wire))
         kind = CATALOG.by_ce_type(wire["type"])
         plain = dict(sensitive_values(kind.model, PAYLOADS[kind.name]))
+        values = sensitive_values(kind.model, wire["data"])
+        v2 = "sealed-v2" in case["name"]
+        if v2:  # one ephemeral key for the event, the same in every field
+            assert len({v["epk"] for _, v in values}) == 1, case["name"]
+        for where, value in values:
+            assert tj_key_id in value[SEALED], (case["name"], where)
+            if v2:
+                assert set(value) == {"v", "epk", SEALED} and value["v"] == 2, (case["name"], where)
+                assert open_v2(value, wire["id"], where, tj_key_id, seed) == plain[where]
+            else:
+                assert set(value) == {SEALED}, (case["name"], where)
+                assert json.loads(opener.decrypt(base64.b64decode(value[SEALED][tj_key_id]))) == plain[where]
+            opened[2 if v2 else 1] += 1
+    assert opened[1] >= 8 and opened[2] >= 6  # a lead: four fields, a decision: two
+
+
+def v2_case(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The case whose name ends with ``name`` and its event."""
+    kit = Kit.load(KIT_ROOT)
+    [case] = [c for c in kit.cases if c["name"].endswith("-" + name)]
+    return case, json.loads(kit.body(case))
+
+
+def test_each_bad_v2_case_is_authentic_and_fails_for_the_one_reason_it_names() -> None:
+    """Every bad v2 case verifies and is in chain (it advances BJ's link); what a receiver must
+    refuse is the one thing the case changed: undone, the box opens (so the case tests the
+    binding, not a box broken some other way)."""
+    kit = Kit.load(KIT_ROOT)
+    tj_key_id, seed = tj_key()
+    names = [c["name"].split("-", 1)[1] for c in kit.cases]
+    assert names.index("valid-lead-sealed-v2") < names.index("unseal-failed-v2-other-event")
+    assert names[-1] == "valid-lead-after-refusals"  # chained after the v2 refusals too
+    suspect = PAYLOADS["lead.submitted"]["suspects"][1]["name"]
+    for name in ("not-to-tj", "altered", "moved-field", "other-event", "low-order-epk"):
+        case, wire = v2_case(f"unseal-failed-v2-{name}")
+        assert case["expect"] == {
+            "outcome": "dead_letter",
+            "code": "unseal_failed",
+            "event_id": wire["id"],
+            "alert": False,
+        }, name
+        assert case["advances_link"], name
+        kit.roster.verify(wire, "BJ", _time(wire))
+    # sealed to HE only: no box for TJ
+    _, wire = v2_case("unseal-failed-v2-not-to-tj")
+    for _, value in sensitive_values(CATALOG.get("lead", "submitted").model, wire["data"]):
+        assert value["v"] == 2 and tj_key_id not in value[SEALED]
+    # one bit flipped: does not open; flipped back, it does
+    _, wire = v2_case("unseal-failed-v2-altered")
+    value = wire["data"]["suspects"][1]["name"]
+    with pytest.raises(CryptoError):
+        open_v2(value, wire["id"], "data.suspects.1.name", tj_key_id, seed)
+    box = bytearray(base64.b64decode(value[SEALED][tj_key_id]))
+    box[0] ^= 0x01
+    restored = {**value, SEALED: {tj_key_id: base64.b64encode(bytes(box)).decode()}}
+    assert open_v2(restored, wire["id"], "data.suspects.1.name", tj_key_id, seed) == suspect
+    # moved to another field: opens only at the path it was sealed for
+    _, wire = v2_case("unseal-failed-v2-moved-field")
+    value = wire["data"]["suspects"][0]["name"]
+    with pytest.raises(CryptoError):
+        open_v2(value, wire["id"], "data.suspects.0.name", tj_key_id, seed)
+    assert open_v2(value, wire["id"], "data.suspects.1.name", tj_key_id, seed) == suspect
+    # sealed for another event: opens only with that event's id
+    _, first = v2_case("valid-lead-sealed-v2")
+    case, wire = v2_case("unseal-failed-v2-other-event")
+    assert first["id"] in case["description"]
+    value = wire["data"]["suspects"][1]["name"]
+    assert value["epk"] == wire["data"]["suspects"][0]["name"]["epk"]  # the event's own epk
+    with pytest.raises(CryptoError):
+        open_v2(value, wire["id"], "data.suspects.1.name", tj_key_id, seed)
+    assert open_v2(value, first["id"], "data.suspects.1.name", tj_key_id, seed) == suspect
+    # a low-order epk: the all-zero point
+    _, wire = v2_case("unseal-failed-v2-low-order-epk")
+    assert base64.b64decode(wire["data"]["suspects"][0]["name"]["epk"]) == bytes(32)
+    # an unknown version marker: refused by the schema (Sealed admits v 2 or none)
+    case, wire = v2_case("unknown-seal-version")
+    assert case["expect"]["code"] == "schema_invalid" and case["advances_link"]
+    assert {v["v"] for _, v in sensitive_values(CATALOG.get("lead", "submitted").model, wire["data"])} == {3}
+
+
+def test_the_receivers_sealing_opens_the_valid_v2_cases_and_refuses_the_bad_ones() -> None:
+    """xregion.sealing, the receiver's code, agrees with the recipe on every v2 case."""
+    tj_key_id, seed = tj_key()
+    key = OpeningKey.of(Signer.from_seed("TJ", seed))
+    assert key.key_id == tj_key_id
+    model = CATALOG.get("lead", "submitted").model
+    _, wire = v2_case("valid-lead-sealed-v2")
+    for where, value in sensitive_values(model, wire["data"]):
+        opened = open_value(value, [key], where, event_id=wire["id"])
+        assert opened == open_v2(value, wire["id"], where, tj_key_id, seed)
+    for name in ("not-to-tj", "altered", "moved-field", "other-event", "low-order-epk"):
+        _, wire = v2_case(f"unseal-failed-v2-{name}")
+        with pytest.raises(UnsealFailed):
+            for where, value in sensitive_values(model, wire["data"]):
+                open_value(value, [key], where, event_id=wire["id"])
+
+
+def test_javascript_opens_the_kits_v2_fields_and_refuses_the_moved_ones() -> None:
+    """adapters/examples/js/seal-v2.mjs (Node's crypto only) opens every v2 field sealed to TJ
+    in the valid cases, and refuses the moved and altered boxes, as the Python receiver does."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node (Node.js >= 18) is not on PATH")
+    kit = Kit.load(KIT_ROOT)
+    tj_key_id, seed = tj_key()
+    jobs: list[dict[str, Any]] = []
+    for case in kit.cases:
+        if "v2" not in case["name"]:
+            continue
+        wire = json.loads(kit.body(case))
+        kind = CATALOG.by_ce_type(wire["type"])
         for where, value in sensitive_values(kind.model, wire["data"]):
-            assert set(value) == {SEALED} and tj_key_id in value[SEALED], (case["name"], where)
-            assert json.loads(opener.decrypt(base64.b64decode(value[SEALED][tj_key_id]))) == plain[where]
-            opened += 1
-    assert opened >= 8
+            if isinstance(value, dict) and value.get("v") == 2 and tj_key_id in value[SEALED]:
+                jobs.append(
+                    {"case": case["name"], "kind": kind.name, "event": wire["id"], "where": where, "value": value}
+                )
+    script = (
+        "import { openValue } from " + json.dumps(SEAL_V2_JS.as_uri()) + ";\n"
+        "import fs from 'node:fs';\n"
+        "const { jobs, keyId, seed } = JSON.parse(fs.readFileSync(0, 'utf8'));\n"
+        "const out = jobs.map((j) => { try { return { ok: true, value: openValue(j.value, j.event, j.where, keyId, "
+        "Buffer.from(seed, 'hex')) }; } catch (e) { return { ok: false }; } });\n"
+        "process.stdout.write(JSON.stringify(out));\n"
+    )
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", script],
+        input=json.dumps({"jobs": jobs, "keyId": tj_key_id, "seed": seed.hex()}).encode(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    results = json.loads(done.stdout)
+    refused = set()
+    for job, result in zip(jobs, results, strict=True):
+        if "valid-" in job["case"]:
+            plain = dict(sensitive_values(CATALOG.get(*job["kind"].split(".", 1)).model, PAYLOADS[job["kind"]]))
+            assert result["ok"] and result["value"] == plain[job["where"]], job
+        elif not result["ok"]:
+            refused.add((job["case"].split("-", 1)[1], job["where"]))
+    assert {
+        ("unseal-failed-v2-altered", "data.suspects.1.name"),
+        ("unseal-failed-v2-moved-field", "data.suspects.0.name"),
+        ("unseal-failed-v2-other-event", "data.suspects.1.name"),
+        ("unseal-failed-v2-low-order-epk", "data.suspects.0.name"),
+    } <= refused
+    assert sum(1 for job in jobs if "valid-" in job["case"]) >= 6
 
 
 def test_expected_outcomes_use_stable_codes_and_cover_the_refusals() -> None:
@@ -173,6 +344,17 @@ def test_expected_outcomes_use_stable_codes_and_cover_the_refusals() -> None:
         "role_violation",
         "misaddressed",
     } <= codes
+    v2 = [c for c in cases() if "v2" in c["name"] or "seal-version" in c["name"]]
+    assert {c["name"].split("-", 1)[1]: c["expect"]["outcome"] for c in v2} == {
+        "valid-lead-sealed-v2": "delivered",
+        "valid-broadcast-sealed-v2": "delivered",
+        "unseal-failed-v2-not-to-tj": "dead_letter",
+        "unseal-failed-v2-altered": "dead_letter",
+        "unseal-failed-v2-moved-field": "dead_letter",
+        "unseal-failed-v2-other-event": "dead_letter",
+        "unseal-failed-v2-low-order-epk": "dead_letter",
+        "unknown-seal-version": "dead_letter",
+    }
     delivered = [e for e in expected if e["outcome"] == "delivered"]
     assert {a["type"] for e in delivered for a in e["answers"]} == {
         "lead.received",

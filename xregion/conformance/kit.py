@@ -14,7 +14,9 @@ never edited. Everything in it is deterministic:
   Ed25519 is deterministic.
 * **sealed fields** — libsodium sealed boxes (``crypto_box_seal``) whose ephemeral key is
   derived from the case, the field and the recipient instead of drawn at random: the same
-  bytes as any sealed box, opened by ``crypto_box_seal_open`` like every other.
+  bytes as any sealed box, opened by ``crypto_box_seal_open`` like every other. The sealing
+  v2 cases (recipe §8) derive the event's one ephemeral X25519 secret from the case instead
+  of drawing it: ChaCha20-Poly1305 boxes under per-field HKDF keys as any v2 sender makes.
 
 The receiver under test plays ``TJ``. The cases are one sequence published in order into a
 fresh stream: BJ's, HE's and the coordinator's events to TJ (or to ``ALL``), valid ones
@@ -50,7 +52,7 @@ from xregion.envelope import GENESIS_HASH
 from xregion.examples import PAYLOADS
 from xregion.ids import EVENT_ID
 from xregion.regions import BROADCAST
-from xregion.sealing import ANY_ITEM, SEALED, sensitive_paths
+from xregion.sealing import ANY_ITEM, EPHEMERAL, SEAL_VERSION, SEALED, Recipient, SealingV2, sensitive_paths
 from xregion.signing import KeyRoster, RosterKey, Signer, event_hash
 from xregion.subjects import build as build_subject
 
@@ -175,6 +177,30 @@ def seal_fields(
     return dict(result)
 
 
+def ephemeral_v2(label: str) -> bytes:
+    """The ephemeral X25519 secret of the v2 sealing of case ``label``'s event (public: THROW-AWAY)."""
+    return hashlib.sha256(SEED_PREFIX + b"ephemeral-v2:" + label.encode()).digest()
+
+
+def sealing_v2(event_id: str, to: list[tuple[str, PublicKey]], label: str) -> SealingV2:
+    """The v2 sealing of ``event_id`` to ``to`` with the ephemeral secret of ``label``: one
+    key agreement per recipient, a ChaCha20-Poly1305 key per field (recipe §8, v2)."""
+    return SealingV2.new(event_id, [Recipient(key_id, public) for key_id, public in to], ephemeral_v2(label))
+
+
+def seal_fields_v2(
+    model: type[BaseModel], data: Mapping[str, Any], to: list[tuple[str, PublicKey]], event_id: str, label: str
+) -> dict[str, Any]:
+    """``data`` with every personal-data field sealed v2, deterministically, to each ``(key id,
+    X25519 public key)`` of ``to``: ``{"v": 2, "epk": ..., "sealed": {key id: base64 box}}``,
+    bound to ``event_id`` and the field's path."""
+    sealing = sealing_v2(event_id, to, label)
+    result: Any = dict(data)
+    for path in sensitive_paths(model):
+        result = _at_paths(result, path, ("data",), sealing.seal)
+    return dict(result)
+
+
 # --- the cases --------------------------------------------------------------------------------
 
 
@@ -248,13 +274,14 @@ class Builder:
         referral_id: str | None = None,
         data: Mapping[str, Any] | None = None,
         sealed_to: tuple[str, ...] | None = None,
+        seal_version: int = 1,
         agency: str = "amr",
         correlation_id: str | None = None,
         causation_id: str | None = None,
     ) -> dict[str, Any]:
         """An unsigned event composed as a sender's adapter composes it, its personal data
         sealed to ``sealed_to``'s keys (default: the regions it is addressed to; ``()``: in
-        the clear)."""
+        the clear), with sealing v1 or, ``seal_version=2``, v2."""
         family, event = name.split(".", 1)
         kind = CATALOG.get(family, event)
         self.moment += timedelta(seconds=1)
@@ -276,13 +303,20 @@ class Builder:
         if sealed_to is None:
             sealed_to = tuple(r for r in self.config.regions.codes if r != sender) if to == BROADCAST else (to,)
         if sealed_to:
-            recipients = [
-                (k.key_id, k.verify_key.to_curve25519_public_key())
-                for k in self.roster
-                if k.party in sealed_to and k.revoked_at is None
-            ]
-            wire["data"] = seal_fields(kind.model, wire["data"], recipients, label)
+            recipients = self.recipients(sealed_to)
+            if seal_version == 2:
+                wire["data"] = seal_fields_v2(kind.model, wire["data"], recipients, event_id, label)
+            else:
+                wire["data"] = seal_fields(kind.model, wire["data"], recipients, label)
         return wire
+
+    def recipients(self, parties: tuple[str, ...]) -> list[tuple[str, PublicKey]]:
+        """``(key id, X25519 public key)`` of every unrevoked roster key of ``parties``."""
+        return [
+            (k.key_id, k.verify_key.to_curve25519_public_key())
+            for k in self.roster
+            if k.party in parties and k.revoked_at is None
+        ]
 
     def answer_by(self, name: str) -> date | None:
         answer_by: date | None = self.config.deadlines.default_answer_by(name, beijing_date(self.moment))
@@ -551,6 +585,97 @@ def build_cases(signers: dict[str, Signer], roster: KeyRoster) -> list[Case]:
         ),
         advances=True,
     )
+    # --- sealing v2 (recipe §8): receivers open v1 and v2; every v2 refusal below is an
+    # authentic event in chain, refused for its content: each advances BJ's link to TJ
+    lead_v2 = bj.chain(b.event("lead.submitted", "BJ", label="lead-v2", seal_version=2), advance=True)
+    b.add(
+        "valid-lead-sealed-v2",
+        "Case 01's twin with its personal data sealed v2 (one key agreement per event and recipient, "
+        "a ChaCha20-Poly1305 box per field) to TJ's key: delivered, and TJ answers lead.received.",
+        lead_v2,
+        advances=True,
+    )
+    b.add(
+        "valid-broadcast-sealed-v2",
+        "BJ publishes a decision to ALL, its personal data sealed v2 to TJ and HE (one epk, a box per "
+        "field and recipient): TJ answers recognition.received.",
+        bj.chain(
+            b.event("recognition.published", "BJ", label="recognition-v2", to=BROADCAST, seal_version=2), advance=True
+        ),
+        advances=True,
+    )
+    b.add(
+        "unseal-failed-v2-not-to-tj",
+        "A lead whose personal data is sealed v2 to HE's key only: TJ has no box to open.",
+        bj.chain(b.event("lead.submitted", "BJ", label="v2-to-he", sealed_to=("HE",), seal_version=2), advance=True),
+        code="unseal_failed",
+        advances=True,
+    )
+    tj_only = b.recipients((RECEIVER,))
+    tj_key = tj_only[0][0]
+    altered = b.event("lead.submitted", "BJ", label="v2-altered", seal_version=2)
+    name = altered["data"]["suspects"][1]["name"]
+    box = bytearray(base64.b64decode(name[SEALED][tj_key]))
+    box[0] ^= 0x01
+    name[SEALED][tj_key] = base64.b64encode(bytes(box)).decode("ascii")
+    b.add(
+        "unseal-failed-v2-altered",
+        "A lead sealed v2 to TJ whose box of data.suspects.1.name has one bit of its ciphertext flipped "
+        "before BJ signed it: the ChaCha20-Poly1305 tag does not verify.",
+        bj.chain(altered, advance=True),
+        code="unseal_failed",
+        advances=True,
+    )
+    moved = b.event("lead.submitted", "BJ", label="v2-moved", seal_version=2)
+    moved["data"]["suspects"][0]["name"] = moved["data"]["suspects"][1]["name"]
+    b.add(
+        "unseal-failed-v2-moved-field",
+        "A lead sealed v2 to TJ whose data.suspects.0.name holds the sealed value of data.suspects.1.name "
+        "(same event, epk and recipient), signed by BJ as it is: the field's key and associated data "
+        "name its path, so the box does not open at another one.",
+        bj.chain(moved, advance=True),
+        code="unseal_failed",
+        advances=True,
+    )
+    other = b.event("lead.submitted", "BJ", label="v2-other-event", seal_version=2)
+    other["data"]["suspects"][1]["name"] = sealing_v2(lead_v2["id"], tj_only, "v2-other-event").seal(
+        PAYLOADS["lead.submitted"]["suspects"][1]["name"], "data.suspects.1.name"
+    )
+    b.add(
+        "unseal-failed-v2-other-event",
+        "A lead sealed v2 to TJ whose data.suspects.1.name was sealed for the id of another event "
+        f"({lead_v2['id']}; same epk, path and recipient), signed by BJ as it is: the field's key and "
+        "associated data name the event, so the box does not open in this one.",
+        bj.chain(other, advance=True),
+        code="unseal_failed",
+        advances=True,
+    )
+    low = b.event("lead.submitted", "BJ", label="v2-low-order-epk", seal_version=2)
+    for suspect in low["data"]["suspects"]:
+        for value in suspect.values():
+            if isinstance(value, dict) and value.get(SEAL_VERSION) == 2:
+                value[EPHEMERAL] = base64.b64encode(bytes(32)).decode("ascii")
+    b.add(
+        "unseal-failed-v2-low-order-epk",
+        "A lead sealed v2 to TJ whose epk is the all-zero X25519 point (low order: the key agreement "
+        "would be all zero, known to anyone): refused, not opened.",
+        bj.chain(low, advance=True),
+        code="unseal_failed",
+        advances=True,
+    )
+    unknown = b.event("lead.submitted", "BJ", label="v2-unknown-version", seal_version=2)
+    for suspect in unknown["data"]["suspects"]:
+        for value in suspect.values():
+            if isinstance(value, dict) and value.get(SEAL_VERSION) == 2:
+                value[SEAL_VERSION] = 3
+    b.add(
+        "unknown-seal-version",
+        'A lead sealed v2 to TJ but marked "v": 3, a sealing version that does not exist.',
+        bj.chain(unknown, advance=True),
+        code="schema_invalid",
+        advances=True,
+    )
+
     b.add(
         "valid-lead-after-refusals",
         "BJ's next lead, chained after every event of BJ that TJ counted "

@@ -1,6 +1,6 @@
 """Every ``xregion`` command the README and the operators' documents show exists, with the
-options it is shown with: a command renamed or an option dropped fails here, not in front of
-an operator. (What the commands *do* is run by the tests the documents name; the site story
+options it is shown with, and so does every command the systemd units start: a command
+renamed or an option dropped fails here, not in front of an operator. (What the commands *do* is run by the tests the documents name; the site story
 of ops/RUNBOOK.md by ``tests/site/test_site.py``.)"""
 
 from __future__ import annotations
@@ -40,6 +40,15 @@ def shown_commands(text: str) -> list[str]:
     return found
 
 
+UNITS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "ops" / "systemd").glob("*.service"))
+EXEC_START = re.compile(r"^ExecStart=\S*/bin/(xregion\s.*)$", re.M)
+
+
+def unit_commands(text: str) -> list[str]:
+    """The ``xregion ...`` command of a systemd unit's ``ExecStart`` (continuations joined)."""
+    return [m.strip() for m in EXEC_START.findall(re.sub(r"\\\n\s*", " ", text))]
+
+
 def resolve(tokens: list[str]) -> tuple[Any, list[str], list[str]]:
     """The command the tokens name, its path and the tokens that remain (options, arguments)."""
     command: Any = typer.main.get_command(app)
@@ -70,6 +79,9 @@ def cases() -> list[tuple[str, str]]:
     for doc in DOCUMENTS:
         for line in shown_commands((ROOT / doc).read_text(encoding="utf-8")):
             out.append((doc, line))
+    for unit in UNITS:
+        for line in unit_commands((ROOT / unit).read_text(encoding="utf-8")):
+            out.append((unit, line))
     return sorted(set(out))
 
 
@@ -92,3 +104,7 @@ def test_the_documents_show_commands() -> None:
     assert any(line.startswith("xregion broker") for _, line in found)
     assert any(line.startswith("xregion ops backup") for _, line in found)
     assert any(line.startswith("xregion broker") and "--restore" in line for _, line in found)  # an indented block
+    started = {doc: line for doc, line in found if doc.endswith(".service")}
+    starts_xregion = {u for u in UNITS if "/bin/xregion " in (ROOT / u).read_text(encoding="utf-8")}
+    assert set(started) == starts_xregion and len(starts_xregion) >= 4  # each unit's command found
+    assert started["ops/systemd/xregion-audit-log.service"].startswith("xregion audit log run --store")

@@ -41,7 +41,7 @@ from xregion.keys import ROSTER_FILE, load_retired_signers, load_signer, private
 from xregion.logs import StructlogBridge
 from xregion.note import default_origin
 from xregion.runtime.alerts import SecurityAlerts
-from xregion.runtime.connection import ClientIdentity, ConnectGate, connection_options
+from xregion.runtime.connection import ClientIdentity, ConnectGate, PermissionDenied, connection_options
 from xregion.runtime.consumer import Consumer, Delivery, Handler
 from xregion.runtime.keyfiles import KeyFile, LiveRoster
 from xregion.runtime.metrics import OUTBOX_DEPTH
@@ -395,6 +395,12 @@ class Adapter:
         with contextlib.suppress(Exception):
             await self.broker.stop()
         await self.store.close()
+
+    def refusal(self, exc: BaseException) -> PermissionDenied | None:
+        """``exc`` as the server's refusal of a request this adapter's identity may not make
+        (:class:`~xregion.runtime.connection.PermissionDenied`, naming party and subject) when that is how
+        it ended, else ``None`` (:meth:`~xregion.runtime.connection.ConnectGate.refusal`)."""
+        return self._connected.refusal(exc)
 
     async def wait_published(self, timeout: float = 30.0) -> None:
         """Wait until the outbox is empty (everything acknowledged by JetStream)."""

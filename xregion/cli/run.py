@@ -458,6 +458,6 @@ def adapter_run(
         else:
             asyncio.run(adapter.app().run())
     except XRegionError as exc:  # e.g. TLS or NKey refused, topology missing: no retry will help
-        exc = adapter._connected.refusal(exc) or exc  # a request the server's permissions refused
+        exc = adapter.refusal(exc) or exc  # a request the server's permissions refused
         console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc.message}", highlight=False)
         raise typer.Exit(1) from None

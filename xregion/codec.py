@@ -32,6 +32,7 @@ from xregion.errors import (
     UnknownParty,
 )
 from xregion.ids import EVENT_ID
+from xregion.jcs import dumps_plain
 from xregion.lifecycle.machine import Step
 from xregion.regions import BROADCAST, COORDINATOR, RegionRegistry
 from xregion.signing import canonical
@@ -232,19 +233,82 @@ def parse_strict(raw: bytes) -> tuple[Any, bytes]:
     (``"\\ud800"``), integers within +-(2**53 - 1), finite numbers, no ``NaN``/``Infinity``;
     within :data:`MAX_EVENT_BYTES` (``oversized``), :data:`MAX_DEPTH` and :data:`MAX_VALUES`,
     checked on the bytes first. Everything else is :class:`MalformedJson`.
+
+    Bytes that are their own canonical form (what senders publish) are read once and not
+    written again (:func:`parse_stored`); the canonical form returned is then ``raw`` itself.
     """
-    value = _loads(raw)
-    return value, _canonical_form(value)
+    value, canonical_bytes = parse_stored(raw)
+    return value, raw if canonical_bytes else _canonical_form(value)
 
 
 def parse_json(raw: bytes) -> Any:
     """The JSON value of one event's wire bytes, as strictly as :func:`parse_strict`, without
     writing its canonical form unless the bytes hold a surrogate escape (the only way a value
     can lack one)."""
+    return parse_stored(raw)[0]
+
+
+def parse_stored(raw: bytes) -> tuple[Any, bool]:
+    """The JSON value of one event's wire bytes, exactly as strictly as :func:`parse_strict`
+    (the same value, or the same fault), and whether ``raw`` is that value's RFC 8785
+    canonical form — then :func:`~xregion.signing.hash_of_canonical` of ``raw`` is its hash and
+    ``raw`` without its ``signature`` member its signing input, with nothing written again.
+
+    First the cheap reading (:func:`_canonical_value`); where it cannot prove ``raw`` canonical
+    — anything unusual, hostile or not — the strict parser reads ``raw`` from the start, so
+    every fault is named as the strict parser names it."""
+    value = _canonical_value(raw)
+    if value is not _NOT_CANONICAL:
+        return value, True
     value = _loads(raw)
     if _SURROGATE_ESCAPE.search(raw):
         _canonical_form(value)
-    return value
+    return value, False
+
+
+_NOT_CANONICAL = object()
+
+_ABOVE_BMP = re.compile(rb"[\xf0-\xff]")
+"""A byte that starts a 4-byte UTF-8 sequence (a character above U+FFFF), or is no UTF-8."""
+
+
+def _refuse_float(text: str) -> Any:
+    raise ValueError("a fraction or exponent: its canonical form is rfc8785's to write")
+
+
+def _canonical_value(raw: bytes) -> Any:
+    """The JSON value of ``raw`` if ``raw`` is exactly its RFC 8785 canonical form, else
+    :data:`_NOT_CANONICAL`; the value is then the one the strict parser (:func:`_loads`)
+    returns, and it would raise nothing.
+
+    Why: the value ``v`` comes from ``json.loads`` with every number an ``int`` within
+    +-(2**53 - 1) (floats and ``NaN``/``Infinity`` refused), so it is plain JSON in the sense
+    of :mod:`xregion.jcs` once its keys hold no character above U+FFFF and it nests at most
+    :data:`MAX_DEPTH` deep: then :func:`~xregion.jcs.dumps_plain` writes exactly
+    ``canonical(v)``, and ``raw`` is accepted only if it is byte for byte equal to it. A
+    canonical text holds no whitespace, no escape JCS does not write, each member name of an
+    object once, and writes no surrogate, so the strict parser finds in ``raw`` no duplicate
+    member, lone surrogate, encoded surrogate, number beyond I-JSON or constant, and reads
+    the same ``v``. The shape limits of :func:`check_shape` hold too: ``raw`` has fewer than
+    :data:`MAX_VALUES` commas and at most :data:`MAX_DEPTH` opening brackets at all (inside
+    strings or not), which bounds the nesting, and a balanced text as many closing ones. The
+    character test: without a byte from F0 on ``raw`` holds no character above U+FFFF, and
+    ``v`` none either (one written as an escaped surrogate pair would be written back as 4
+    UTF-8 bytes, which ``raw`` lacks)."""
+    if (
+        len(raw) > MAX_EVENT_BYTES
+        or raw.count(b",") >= MAX_VALUES
+        or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH
+        or (not raw.isascii() and _ABOVE_BMP.search(raw))
+    ):
+        return _NOT_CANONICAL
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_float=_refuse_float, parse_int=_int, parse_constant=_not_json)
+        if dumps_plain(value) == raw:
+            return value
+    except (ValueError, RecursionError):  # UnicodeError and JSONDecodeError are ValueErrors
+        pass
+    return _NOT_CANONICAL
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -300,6 +364,15 @@ def _safe(text: str) -> str:
 def decode(raw: bytes, *, catalog: Catalog = CATALOG, registry: RegionRegistry | None = None) -> DecodedEvent:
     """Parse and validate wire bytes; raise a :class:`~xregion.errors.ContractError`."""
     return decode_dict(parse_json(raw), catalog=catalog, registry=registry)
+
+
+def decode_stored(
+    raw: bytes, *, catalog: Catalog = CATALOG, registry: RegionRegistry | None = None
+) -> tuple[DecodedEvent, bool]:
+    """:func:`decode` of stored bytes, and whether they are the event's RFC 8785 canonical form
+    (:func:`parse_stored`): then ``raw`` is what its hash and its signature cover."""
+    value, canonical_bytes = parse_stored(raw)
+    return decode_dict(value, catalog=catalog, registry=registry), canonical_bytes
 
 
 def check_parties(envelope: Envelope, registry: RegionRegistry) -> None:

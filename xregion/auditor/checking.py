@@ -18,21 +18,24 @@ in flight, besides the one being applied.
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from xregion.codec import DecodedEvent, check_subject, decode, step_of
-from xregion.envelope import Envelope
+from xregion.codec import DecodedEvent, check_subject, decode_stored
+from xregion.envelope import Envelope, HandlingCode
 from xregion.errors import VerificationError, XRegionError
 from xregion.lifecycle import Step
 from xregion.regions import Region, RegionRegistry
-from xregion.signing import KeyRoster, event_hash
+from xregion.signing import KeyRoster, event_hash, hash_of_canonical, signing_input_of_wire
+from xregion.subjects import build as build_subject
 from xregion.subjects import parse as parse_subject
 
 if TYPE_CHECKING:
@@ -61,23 +64,114 @@ class NotAnEvent:
     fault: XRegionError
 
 
-@dataclass(frozen=True, slots=True)
-class CheckedEvent:
-    """A valid event with the verdicts on it that depend on nothing before it (see the module).
+class CheckedEvent(NamedTuple):
+    """A valid event: what the in-order checks need of it, with the verdicts on it that
+    depend on nothing before it (see the module).
 
-    ``step`` is the lifecycle's view of it; ``misfiled`` says it was stored under a subject
-    its envelope contradicts; ``forged`` that its signature (or key) does not verify, else
-    ``digest`` is its hash (:func:`xregion.signing.event_hash`). ``verified``: its Ed25519
-    signature was checked; else (the default mode) only its key was, and the replayer checks
-    the signature where the argument of :mod:`xregion.auditor.replay` needs it.
+    Its envelope's attributes as validated (``answerby`` as its ISO date, ``handling`` as
+    sent) rather than the envelope itself: this is what a worker sends back, a tuple of
+    strings and numbers, which costs the replaying process little to receive (an
+    :class:`~xregion.envelope.Envelope` costs it more than the checks it applies). The
+    derived views (:attr:`family`, :attr:`event_type`, :attr:`version`, :attr:`answer_by`)
+    read as :class:`~xregion.envelope.Envelope`'s do, and :meth:`step` is the lifecycle's view.
+
+    ``misfiled`` says it was stored under a subject its envelope contradicts; ``forged`` that
+    its signature (or key) does not verify, else ``digest`` is its hash
+    (:func:`xregion.signing.event_hash`). ``verified``: its Ed25519 signature was checked;
+    else (the default mode) only its key was, and the replayer checks the signature where the
+    argument of :mod:`xregion.auditor.replay` needs it.
     """
 
-    envelope: Envelope
-    step: Step
+    id: str
+    sender: str
+    addressee: str
+    subject: str
+    type: str
+    keyid: str
+    originseq: int
+    prevhash: str
+    linkseq: int
+    linkprev: str
+    answerby: str | None
+    handling: str
     misfiled: XRegionError | None = None
     forged: VerificationError | None = None
     digest: str = ""
     verified: bool = True
+
+    @property
+    def family(self) -> str:
+        return _type_views(self.type)[0]
+
+    @property
+    def event(self) -> str:
+        return _type_views(self.type)[1]
+
+    @property
+    def event_type(self) -> str:
+        """``<family>.<event>``."""
+        return _type_views(self.type)[2]
+
+    @property
+    def version(self) -> int:
+        return _type_views(self.type)[3]
+
+    @property
+    def answer_by(self) -> date | None:
+        """``answerby`` as the envelope's date."""
+        return None if self.answerby is None else _date(self.answerby)
+
+    def step(self, raw: bytes) -> Step:
+        """The lifecycle's view of it (:func:`xregion.codec.step_of`); ``raw``: its stored bytes,
+        whose ``data`` is read only if the lifecycle looks at it."""
+        return Step(
+            self.event_type, self.sender, self.addressee, self.subject, self.id, _Data(raw), _handling(self.handling)
+        )
+
+
+@lru_cache(maxsize=1024)
+def _type_views(ce_type: str) -> tuple[str, str, str, int]:
+    """(family, event, ``family.event``, version) of a CloudEvents type, as
+    :class:`~xregion.envelope.Envelope` derives them."""
+    parts = ce_type.split(".")
+    return parts[3], parts[4], f"{parts[3]}.{parts[4]}", int(ce_type.rsplit(".v", 1)[1])
+
+
+@lru_cache(maxsize=1024)
+def _date(iso: str) -> date:
+    return date.fromisoformat(iso)
+
+
+@lru_cache(maxsize=64)
+def _handling(handling: str) -> tuple[HandlingCode, ...]:
+    """:attr:`Envelope.handling_codes <xregion.envelope.Envelope.handling_codes>` of ``handling``."""
+    return tuple(HandlingCode(c) for c in handling.split(","))
+
+
+class _Data(Mapping[str, Any]):
+    """An event's ``data``, read from its stored bytes when first looked at. The bytes were
+    found to be a valid event already (the strict reading), so reading them again gives the
+    envelope's ``data``."""
+
+    __slots__ = ("_data", "_raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+        self._data: dict[str, Any] | None = None
+
+    def _read(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = json.loads(self._raw)["data"]
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._read()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
 
 
 Checked = NotAnEvent | CheckedEvent
@@ -98,6 +192,7 @@ class RecordChecker:
         self.every_signature = every_signature
         """Check every event's Ed25519 signature; else only those signed with a key that has
         a revocation (the rest of the signatures the replayer checks where it must)."""
+        self._subjects: dict[tuple[str, str, str], str | None] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A Region's agencies are a read-only mapping proxy, which cannot be pickled.
@@ -117,38 +212,69 @@ class RecordChecker:
     def signature_fault(self, raw: bytes, stored_at: datetime) -> tuple[Envelope, VerificationError] | None:
         """Check the Ed25519 signature of stored bytes that :meth:`inspect` found to be an
         event (the default mode's deferred check): its fault, if any, with its envelope."""
-        event = decode(raw, registry=self.registry)
+        event, canonical_bytes = decode_stored(raw, registry=self.registry)
         env = event.envelope
+        signed = signing_input_of_wire(raw, event.wire) if canonical_bytes else None
         try:
-            self.roster.verify(event.wire, env.sender, env.time, received_at=stored_at, grace=self.grace)
+            self.roster.verify(
+                event.wire, env.sender, env.time, received_at=stored_at, grace=self.grace, signed_bytes=signed
+            )
         except VerificationError as exc:
             return env, exc
         return None
 
     def inspect(self, raw: bytes, subject: str, stored_at: datetime) -> tuple[DecodedEvent | None, Checked]:
         """Check one stored message (``subject``: where it was stored, empty if unknown);
-        return the decoded event too (None if the bytes are not an event)."""
+        return the decoded event too (None if the bytes are not an event).
+
+        The bytes are read once (:func:`~xregion.codec.decode_stored`): where they are their
+        own canonical form, as senders publish them, they are hashed as they are and their
+        signing input is cut from them, instead of writing the event's canonical form again."""
         try:
-            event = decode(raw, registry=self.registry)
+            event, canonical_bytes = decode_stored(raw, registry=self.registry)
         except XRegionError as exc:
             return None, NotAnEvent(exc)
         env = event.envelope
+        sender = env.sender
         misfiled = None
-        if subject:
+        if subject and subject != self._subject_of(env.type, sender, env.addressee):
             try:
                 check_subject(parse_subject(subject), event)
             except XRegionError as exc:
                 misfiled = exc
-        step = step_of(event)
+        answerby = None if env.answerby is None else env.answerby.isoformat()
+        facts = (
+            env.id, sender, env.addressee, env.subject, env.type, env.keyid, env.originseq, env.prevhash,
+            env.linkseq, env.linkprev, answerby, env.handling, misfiled,
+        )  # fmt: skip
         verified = self.must_verify(env.keyid)
+        wire = event.wire
         try:
             if verified:
-                self.roster.verify(event.wire, env.sender, env.time, received_at=stored_at, grace=self.grace)
+                signed = signing_input_of_wire(raw, wire) if canonical_bytes else None
+                self.roster.verify(wire, sender, env.time, received_at=stored_at, grace=self.grace, signed_bytes=signed)
             else:
-                self.roster.check_key(event.wire, env.sender, env.time, received_at=stored_at, grace=self.grace)
+                self.roster.check_key(wire, sender, env.time, received_at=stored_at, grace=self.grace)
         except VerificationError as exc:
-            return event, CheckedEvent(env, step, misfiled, forged=exc)
-        return event, CheckedEvent(env, step, misfiled, digest=event_hash(event.wire), verified=verified)
+            return event, CheckedEvent(*facts, forged=exc)
+        digest = hash_of_canonical(raw) if canonical_bytes else event_hash(wire)
+        return event, CheckedEvent(*facts, digest=digest, verified=verified)
+
+    def _subject_of(self, ce_type: str, sender: str, addressee: str) -> str | None:
+        """The subject an event of ``ce_type`` from ``sender`` to ``addressee`` belongs on
+        (:attr:`DecodedEvent.subject <xregion.codec.DecodedEvent.subject>`), remembered; None
+        if it cannot be built (then :func:`~xregion.codec.check_subject` says why)."""
+        key = (ce_type, sender, addressee)
+        found = self._subjects.get(key, _UNSEEN)
+        if found is _UNSEEN:
+            try:
+                views = _type_views(ce_type)
+                found = build_subject(views[0], views[1], sender, addressee, f"v{views[3]}")
+            except (XRegionError, IndexError, ValueError):
+                found = None
+            if len(self._subjects) < 4096:
+                self._subjects[key] = found
+        return found  # type: ignore[return-value]
 
     def check(self, record: Record) -> Checked:
         """:meth:`inspect` of ``record``, without the decoded event."""
@@ -164,6 +290,8 @@ def _restore_checker(
 ) -> RecordChecker:
     return RecordChecker(roster, RegionRegistry([Region(**r) for r in regions]), grace, every_signature=every_signature)
 
+
+_UNSEEN = object()
 
 _worker_checker: RecordChecker | None = None
 """The checker of this worker process (set by :func:`_start_worker`)."""

@@ -66,10 +66,11 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
+from functools import lru_cache
 from itertools import takewhile
 from typing import Any
 
-from xregion.auditor.checking import Checked, CheckPool, NotAnEvent, RecordChecker, default_workers
+from xregion.auditor.checking import Checked, CheckedEvent, CheckPool, NotAnEvent, RecordChecker, default_workers
 from xregion.chain import ChainHead, ChainTracker, link_key
 from xregion.codec import DecodedEvent
 from xregion.envelope import Envelope
@@ -324,7 +325,7 @@ class Replayer:
         if isinstance(checked, NotAnEvent):
             self._anomaly(checked.fault, record, None)
             return False
-        env = checked.envelope
+        env = checked
         relevant = self._relevant(env.sender, env.addressee, env.subject)
         if relevant:
             self._count(env)
@@ -340,11 +341,11 @@ class Replayer:
         if clean is None:
             return False
         self._check_attested(env, record, checked.digest)
-        return self._lifecycle(env, checked.step, record, relevant)
+        return self._lifecycle(env, env.step(record.raw), record, relevant)
 
     # --- the default mode's signature checks (see the module) ---------------------------
 
-    def _prove(self, record: Record, env: Envelope, verified: bool, clean: bool | None) -> None:
+    def _prove(self, record: Record, env: CheckedEvent, verified: bool, clean: bool | None) -> None:
         """Keep track of what later signatures carry; check what they cannot."""
         held = self._unproven.get(env.sender)
         if held is not None and (held[1] != env.keyid or not clean):
@@ -398,7 +399,7 @@ class Replayer:
             return False
         return self.region is None or self.region in (sender, addressee) or addressee == BROADCAST
 
-    def _count(self, env: Envelope) -> None:
+    def _count(self, env: CheckedEvent) -> None:
         self.result.events += 1
         self.result.by_family[env.family] += 1
         self.result.by_type[env.event_type] += 1
@@ -406,7 +407,7 @@ class Replayer:
 
     # --- chains -------------------------------------------------------------------------
 
-    def _chains(self, env: Envelope, record: Record, digest: str) -> bool | None:
+    def _chains(self, env: CheckedEvent, record: Record, digest: str) -> bool | None:
         """Follow the origin and link chains: True if both link cleanly, False if one broke
         (reported), None if the event is a replay (reported, not applied).
 
@@ -427,7 +428,7 @@ class Replayer:
         prevhash: str,
         digest: str,
         record: Record,
-        env: Envelope,
+        env: CheckedEvent,
         *,
         report: bool = True,
     ) -> bool | None:
@@ -453,7 +454,7 @@ class Replayer:
         tracker.heads[chain] = new_head
         return True
 
-    def _check_attested(self, env: Envelope, record: Record, actual: str) -> None:
+    def _check_attested(self, env: CheckedEvent, record: Record, actual: str) -> None:
         attested = self._attested.get(env.sender)
         if not attested:
             return
@@ -474,7 +475,7 @@ class Replayer:
 
     # --- lifecycle, receipts, deadlines -------------------------------------------------
 
-    def _lifecycle(self, env: Envelope, step: Step, record: Record, relevant: bool) -> bool:
+    def _lifecycle(self, env: CheckedEvent, step: Step, record: Record, relevant: bool) -> bool:
         """Apply ``step`` (``env``'s) to its referral's state; True if the lifecycle allowed it."""
         previous = self.states.get(env.subject)
         if previous is None and not self.anchored and env.event not in LIFECYCLES[env.family].openings:
@@ -507,7 +508,7 @@ class Replayer:
             )
         return state.state in lifecycle.terminal
 
-    def _track_answers(self, env: Envelope, record: Record, state: ReferralState) -> None:
+    def _track_answers(self, env: CheckedEvent, record: Record, state: ReferralState) -> None:
         """Receipts owed and answers owed. A deadline is the ``answerby`` the request's sender
         signed, as it is (never counted here): the origin's request binds its addressees; an
         addressee's own request (``lead.info_requested``) binds the origin. Any later event
@@ -529,17 +530,18 @@ class Replayer:
             if env.event_type == f"{env.family}.received":
                 return  # a receipt is not an answer
         self._answered(env, record, _take(self._answers, rid, sender))
-        if env.answerby is not None:
-            deadline = answer_deadline(env.answerby)
+        answer_by = env.answer_by
+        if answer_by is not None:
+            deadline = _deadline(answer_by)
             for region in targets:
                 pair = f"{sender}>{region}"
                 if self._relevant(sender, region, rid):
                     self._pair(pair).requests += 1
                 self._answers.setdefault(rid, {})[region] = _Pending(
-                    env.id, record.seq, record.stored_at, pair, deadline, env.answerby
+                    env.id, record.seq, record.stored_at, pair, deadline, answer_by
                 )
 
-    def _answered(self, env: Envelope, record: Record, pending: _Pending | None) -> None:
+    def _answered(self, env: CheckedEvent, record: Record, pending: _Pending | None) -> None:
         """Judge the answer ``env`` gave to ``pending`` (on time, or late: an anomaly)."""
         if pending is None or pending.deadline is None:
             return
@@ -631,7 +633,9 @@ class Replayer:
 
     # --- anomalies ----------------------------------------------------------------------
 
-    def _anomaly(self, exc: XRegionError, record: Record, env: Envelope | None, relevant: bool = True) -> None:
+    def _anomaly(
+        self, exc: XRegionError, record: Record, env: Envelope | CheckedEvent | None, relevant: bool = True
+    ) -> None:
         if not relevant:
             return
         details = {k: v for k, v in exc.details.items() if k not in ("event_id",)}
@@ -653,7 +657,7 @@ class Replayer:
         code: str,
         message: str,
         record: Record,
-        env: Envelope | None = None,
+        env: Envelope | CheckedEvent | None = None,
         *,
         event_id: str | None = None,
         referral_id: str | None = None,
@@ -672,6 +676,11 @@ class Replayer:
                 evidence=dict(evidence or {}),
             )
         )
+
+
+@lru_cache(maxsize=1024)
+def _deadline(answer_by: date) -> datetime:
+    return answer_deadline(answer_by)
 
 
 def _iso(day: date | None) -> str | None:

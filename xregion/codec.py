@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from xregion.contracts.catalog import CATALOG, Catalog, EventType
@@ -32,7 +33,6 @@ from xregion.errors import (
     UnknownParty,
 )
 from xregion.ids import EVENT_ID
-from xregion.jcs import dumps_plain
 from xregion.lifecycle.machine import Step
 from xregion.regions import BROADCAST, COORDINATOR, RegionRegistry
 from xregion.signing import canonical
@@ -271,9 +271,9 @@ _NOT_CANONICAL = object()
 _ABOVE_BMP = re.compile(rb"[\xf0-\xff]")
 """A byte that starts a 4-byte UTF-8 sequence (a character above U+FFFF), or is no UTF-8."""
 
-
-def _refuse_float(text: str) -> Any:
-    raise ValueError("a fraction or exponent: its canonical form is rfc8785's to write")
+_AS_JCS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+"""``orjson.dumps`` options under which it writes what RFC 8785 writes, for plain JSON values
+(see :func:`_canonical_value`)."""
 
 
 def _canonical_value(raw: bytes) -> Any:
@@ -281,20 +281,26 @@ def _canonical_value(raw: bytes) -> Any:
     :data:`_NOT_CANONICAL`; the value is then the one the strict parser (:func:`_loads`)
     returns, and it would raise nothing.
 
-    Why: the value ``v`` comes from ``json.loads`` with every number an ``int`` within
-    +-(2**53 - 1) (floats and ``NaN``/``Infinity`` refused), so it is plain JSON in the sense
-    of :mod:`xregion.jcs` once its keys hold no character above U+FFFF and it nests at most
-    :data:`MAX_DEPTH` deep: then :func:`~xregion.jcs.dumps_plain` writes exactly
-    ``canonical(v)``, and ``raw`` is accepted only if it is byte for byte equal to it. A
-    canonical text holds no whitespace, no escape JCS does not write, each member name of an
-    object once, and writes no surrogate, so the strict parser finds in ``raw`` no duplicate
-    member, lone surrogate, encoded surrogate, number beyond I-JSON or constant, and reads
-    the same ``v``. The shape limits of :func:`check_shape` hold too: ``raw`` has fewer than
-    :data:`MAX_VALUES` commas and at most :data:`MAX_DEPTH` opening brackets at all (inside
-    strings or not), which bounds the nesting, and a balanced text as many closing ones. The
-    character test: without a byte from F0 on ``raw`` holds no character above U+FFFF, and
-    ``v`` none either (one written as an escaped surrogate pair would be written back as 4
-    UTF-8 bytes, which ``raw`` lacks)."""
+    Why: ``orjson`` reads ``raw`` as strict UTF-8 (no BOM, no encoded surrogates, no lone
+    surrogate escapes, no ``NaN``/``Infinity``) into ``dict``, ``list``, ``str``, ``int``,
+    ``float``, ``bool`` and ``None`` (an integer beyond 64 bits becomes a ``float``); a value
+    holding a ``float`` is left to the strict parser. Of the rest, ``orjson.dumps`` with
+    sorted keys and integers bounded to +-(2**53 - 1) (:data:`_AS_JCS`, else it raises) writes
+    exactly what :func:`xregion.jcs.dumps` writes, as long as no member name holds a character
+    above U+FFFF (JCS sorts by UTF-16 code units, ``orjson`` by code points: they agree below
+    U+10000): the same escapes (``\\" \\\\ \\b \\f \\n \\r \\t``, lower-case ``\\u00xx`` for the
+    other control characters, every other character as itself — checked for every character
+    below U+10000 in ``tests/unit/test_codec_stored.py``), no whitespace, the same literals and
+    integers. ``raw`` is accepted only if it is byte for byte equal to that. A canonical text
+    holds no whitespace, no escape JCS does not write, each member name of an object once
+    (a duplicate is read as one member and written once), so the strict parser finds in
+    ``raw`` nothing to refuse and reads the same value. The shape limits of
+    :func:`check_shape` hold too: ``raw`` has fewer than :data:`MAX_VALUES` commas and at
+    most :data:`MAX_DEPTH` opening brackets at all (inside strings or not), which bounds the
+    nesting, and a balanced text as many closing ones. The character test: without a byte
+    from F0 on ``raw`` holds no character above U+FFFF, and the value none either (one
+    written as an escaped surrogate pair is written back as 4 UTF-8 bytes, which ``raw``
+    lacks)."""
     if (
         len(raw) > MAX_EVENT_BYTES
         or raw.count(b",") >= MAX_VALUES
@@ -303,12 +309,30 @@ def _canonical_value(raw: bytes) -> Any:
     ):
         return _NOT_CANONICAL
     try:
-        value = json.loads(raw.decode("utf-8"), parse_float=_refuse_float, parse_int=_int, parse_constant=_not_json)
-        if dumps_plain(value) == raw:
+        value = orjson.loads(raw)
+        if _floatless(value) and orjson.dumps(value, option=_AS_JCS) == raw:
             return value
-    except (ValueError, RecursionError):  # UnicodeError and JSONDecodeError are ValueErrors
+    except (ValueError, TypeError):  # orjson.JSONDecodeError, orjson.JSONEncodeError
         pass
     return _NOT_CANONICAL
+
+
+def _floatless(value: Any) -> bool:
+    """Whether ``value`` (as ``orjson.loads`` returns it) holds no ``float``."""
+    kind = type(value)
+    if kind is dict:
+        items = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return kind is not float
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is int or item is None or item is True or item is False:
+            continue
+        if kind is float or not _floatless(item):
+            return False
+    return True
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")

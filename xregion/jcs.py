@@ -37,7 +37,7 @@ from typing import Any
 
 import rfc8785
 
-__all__ = ["MAX_FAST_DEPTH", "dumps", "dumps_plain"]
+__all__ = ["MAX_FAST_DEPTH", "dumps"]
 
 MAX_FAST_DEPTH = 64
 """Containers nested deeper than this go to ``rfc8785.dumps`` (events nest about 5 deep).
@@ -72,19 +72,6 @@ def dumps(obj: Any) -> bytes:
         except UnicodeEncodeError:  # a surrogate in a string or a key: rfc8785 raises
             pass
     return rfc8785.dumps(obj)
-
-
-def dumps_plain(obj: Any) -> bytes:
-    """:func:`dumps` of a value the caller knows to be plain, without checking it: the standard
-    library's C encoder alone (see the module docstring). The caller's proof obligation is
-    what :func:`_plain` would check: types exactly ``dict``, ``list``, ``str``, ``int``,
-    ``bool``, ``None`` (no ``float``), integers within +-(2**53 - 1), no object key holding a
-    character above U+FFFF, nesting within :data:`MAX_FAST_DEPTH` — e.g. what ``json.loads``
-    returns of bytes with no 4-byte UTF-8 sequence, few brackets, and its ``parse_float``
-    refusing and its ``parse_int`` bounding. A string holding a surrogate raises
-    ``UnicodeEncodeError`` (where :func:`dumps` would raise ``rfc8785``'s error).
-    """
-    return _ENCODER.encode(obj).encode("utf-8")
 
 
 def _plain(obj: Any, depth: int) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import pytest
 import rfc8785
 from hypothesis import given, settings
@@ -164,3 +165,24 @@ def _has_float(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_float(v) for v in value)
     return False
+
+
+def test_orjson_writes_what_jcs_writes_for_every_character_below_u10000() -> None:
+    """The premise of the quick reading (:func:`xregion.codec._canonical_value`): for plain
+    values whose member names hold no character above U+FFFF, ``orjson`` writes RFC 8785."""
+    for code in range(0x10000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        c = chr(code)
+        value: dict[str, Any] = {c: [c, "a" + c], "a" + c: c + "b", c + "b": {c: 1}}
+        assert orjson.dumps(value, option=codec._AS_JCS) == rfc8785.dumps(value), hex(code)
+
+
+@pytest.mark.parametrize("number", [2**53 - 1, -(2**53 - 1), 2**53, -(2**53), 2**63, 2**64, 0, -1])
+def test_orjson_bounds_integers_as_jcs_does(number: int) -> None:
+    raw = b'{"a":' + str(number).encode() + b"}"
+    assert stored(raw) == strictly(raw)
+    if abs(number) < 2**53:
+        assert parse_stored(raw) == ({"a": number}, True)
+    else:
+        assert codec._canonical_value(raw) is codec._NOT_CANONICAL

@@ -236,27 +236,25 @@ async def run_bench(
             replay = Measure(rss_start=rss_bytes())
             workers_rss_samples: list[int] = []
 
-            async def sampled(records: AsyncIterable[Record]) -> AsyncIterator[Record]:
-                async for record in records:
-                    replay.events += 1
-                    if replay.events % max(1, events // 10) == 0:
-                        replay.rss_samples.append(rss_bytes())
-                        workers_rss_samples.append(workers_rss())
-                    yield record
-
             if profile:
                 install()
             sampler = Sampler().start() if profile else None
             workers_cpu: list[float] = []
 
-            async def sampled_cpu(records: AsyncIterable[Record]) -> AsyncIterator[Record]:
+            async def sampled(records: AsyncIterable[Record]) -> AsyncIterator[Record]:
+                # One wrapper (each async generator layer costs the replaying process per event).
+                every, cpu_every = max(1, events // 10), max(1, events // 20)
                 async for record in records:
-                    if profile and replay.events % max(1, events // 20) == 0:
+                    replay.events += 1
+                    if replay.events % every == 0:
+                        replay.rss_samples.append(rss_bytes())
+                        workers_rss_samples.append(workers_rss())
+                    if profile and replay.events % cpu_every == 0:
                         workers_cpu.append(workers_cpu_seconds())  # before the workers end
                     yield record
 
             started = time.perf_counter()
-            result = await replayer.run_async(sampled_cpu(sampled(read_stream(js, settings.stream))))
+            result = await replayer.run_async(sampled(read_stream(js, settings.stream)))
             replay.seconds = time.perf_counter() - started
             profiled: dict[str, Any] | None = None
             if sampler is not None:

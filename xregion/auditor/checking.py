@@ -201,6 +201,12 @@ class RecordChecker:
         ]
         return (_restore_checker, (self.roster, regions, self.grace, self.every_signature))
 
+    def needs_stored_at(self) -> bool:
+        """Whether :meth:`inspect` looks at when a message was stored: only to measure the
+        revocation grace of a key that has a revocation (when no key has one, it is not sent
+        to the workers)."""
+        return any(key.revoked_at is not None for key in self.roster)
+
     def must_verify(self, key_id: str | None) -> bool:
         """Whether the default mode checks this key's signatures on every event: those of a
         key that has a revocation (an event near it may be a thief's), and unknown ones (the
@@ -223,9 +229,10 @@ class RecordChecker:
             return env, exc
         return None
 
-    def inspect(self, raw: bytes, subject: str, stored_at: datetime) -> tuple[DecodedEvent | None, Checked]:
-        """Check one stored message (``subject``: where it was stored, empty if unknown);
-        return the decoded event too (None if the bytes are not an event).
+    def inspect(self, raw: bytes, subject: str, stored_at: datetime | None) -> tuple[DecodedEvent | None, Checked]:
+        """Check one stored message (``subject``: where it was stored, empty if unknown;
+        ``stored_at``: when, which may be None if :meth:`needs_stored_at` says it is not looked
+        at); return the decoded event too (None if the bytes are not an event).
 
         The bytes are read once (:func:`~xregion.codec.decode_stored`): where they are their
         own canonical form, as senders publish them, they are hashed as they are and their
@@ -280,7 +287,7 @@ class RecordChecker:
         """:meth:`inspect` of ``record``, without the decoded event."""
         return self.inspect(record.raw, record.subject, record.stored_at)[1]
 
-    def check_all(self, jobs: list[tuple[bytes, str, datetime]]) -> list[Checked]:
+    def check_all(self, jobs: list[tuple[bytes, str, datetime | None]]) -> list[Checked]:
         """:meth:`inspect` of each ``(raw, subject, stored_at)``, without the decoded events."""
         return [self.inspect(*job)[1] for job in jobs]
 
@@ -302,7 +309,7 @@ def _start_worker(checker: RecordChecker) -> None:
     _worker_checker = checker
 
 
-def _check_in_worker(jobs: list[tuple[bytes, str, datetime]]) -> list[Checked]:
+def _check_in_worker(jobs: list[tuple[bytes, str, datetime | None]]) -> list[Checked]:
     assert _worker_checker is not None, "a worker is started with its checker"
     return _worker_checker.check_all(jobs)
 
@@ -393,7 +400,10 @@ class _Flight:
 
     def submit(self, records: list[Record]) -> None:
         """Check ``records``: in a worker if it is a full chunk (or the workers run), else here."""
-        jobs = [(r.raw, r.subject, r.stored_at) for r in records]
+        if self.pool.checker.needs_stored_at():
+            jobs: list[tuple[bytes, str, datetime | None]] = [(r.raw, r.subject, r.stored_at) for r in records]
+        else:  # pickling a datetime costs more than the rest of a job
+            jobs = [(r.raw, r.subject, None) for r in records]
         if self.executor is None and len(records) < self.pool.chunk:
             done: Future[list[Checked]] = Future()
             done.set_result(self.pool.checker.check_all(jobs))

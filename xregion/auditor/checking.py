@@ -4,12 +4,18 @@ What can be verified of one stored message alone — that its bytes are a valid 
 (:func:`xregion.codec.decode`), that the subject it was stored under says what its envelope
 says, its signature against the roster (with the revocation grace measured against the time
 it reached the stream) and its hash — does not depend on the messages before it. That is
-most of a replay's work (Ed25519 and the canonical JSON of every event, twice), so
+most of a replay's work (reading and validating every event, Ed25519 where it is checked), so
 :class:`CheckPool` can run it in worker processes, chunk by chunk, while the
 :class:`~xregion.auditor.replay.Replayer` applies the results in stream order: the order-
 dependent checks (chains, lifecycle, receipts, deadlines, checkpoints) and every anomaly's
 reporting stay in the replaying process, so the anomalies, their order and their evidence
 are the same whether the checks ran there or in a worker.
+
+Each event's bytes are read once (:func:`xregion.codec.decode_stored`); where they are their
+own canonical form, as senders publish them, they are hashed and their signing input cut as
+they are, with no canonical JSON written again. A worker sends back a :class:`CheckedEvent`,
+a tuple of the envelope's attributes: receiving it costs the replaying process about 1.5 µs
+per event, where an :class:`~xregion.envelope.Envelope` cost it about 40.
 
 Memory stays bounded: at most ``2 × workers + 1`` chunks of records (and their results) are
 in flight, besides the one being applied.

@@ -50,6 +50,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("xregion.codec", "DecodedEvent.opened", "validate opened payload"),
     ("xregion.codec", "parse_strict", "parse JSON strictly"),
     ("xregion.codec", "parse_json", "parse JSON strictly"),
+    ("xregion.codec", "parse_stored", "parse JSON strictly"),
     ("xregion.codec", "check_canonical", "canonical check"),
     ("xregion.chain", "ChainTracker.accept", "chains"),
     ("xregion.chain", "ChainTracker.accept_link", "chains"),

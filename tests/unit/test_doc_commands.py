@@ -1,7 +1,8 @@
 """Every ``xregion`` command the README and the operators' documents show exists, with the
 options it is shown with, and so does every command the systemd units start: a command
-renamed or an option dropped fails here, not in front of an operator. (What the commands *do* is run by the tests the documents name; the site story
-of ops/RUNBOOK.md by ``tests/site/test_site.py``.)"""
+renamed or an option dropped fails here, not in front of an operator. (What the commands
+*do* is run by the tests the documents name; the site story of ops/RUNBOOK.md by
+``tests/site/test_site.py``.)"""
 
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -141,28 +142,42 @@ class Envelope(BaseModel):
 
     @property
     def family(self) -> str:
-        return self.type.split(".")[3]
+        return type_parts(self.type)[0]
 
     @property
     def event(self) -> str:
-        return self.type.split(".")[4]
+        return type_parts(self.type)[1]
 
     @property
     def event_type(self) -> str:
         """``<family>.<event>``."""
-        return f"{self.family}.{self.event}"
+        return type_parts(self.type)[2]
 
     @property
     def version(self) -> int:
-        return int(self.type.rsplit(".v", 1)[1])
+        return type_parts(self.type)[3]
 
     @property
     def handling_codes(self) -> tuple[HandlingCode, ...]:
-        return tuple(HandlingCode(c) for c in self.handling.split(","))
+        return handling_codes(self.handling)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of the wire form, absent attributes omitted."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+@lru_cache(maxsize=1024)
+def type_parts(ce_type: str) -> tuple[str, str, str, int]:
+    """(family, event, ``family.event``, version) of a valid envelope's CloudEvents ``type``
+    (``cn.jjj.xregion.<family>.<event>.v<n>``); remembered, as a replay asks for every event."""
+    parts = ce_type.split(".")
+    return parts[3], parts[4], f"{parts[3]}.{parts[4]}", int(ce_type.rsplit(".v", 1)[1])
+
+
+@lru_cache(maxsize=64)
+def handling_codes(handling: str) -> tuple[HandlingCode, ...]:
+    """The handling codes of a valid envelope's comma-separated ``handling``."""
+    return tuple(HandlingCode(c) for c in handling.split(","))
 
 
 def source_uri(region: str, agency: str) -> str:

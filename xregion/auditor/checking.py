@@ -36,7 +36,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from xregion.codec import DecodedEvent, check_subject, decode_stored
-from xregion.envelope import Envelope, HandlingCode
+from xregion.envelope import Envelope, handling_codes, type_parts
 from xregion.errors import VerificationError, XRegionError
 from xregion.lifecycle import Step
 from xregion.regions import Region, RegionRegistry
@@ -107,20 +107,20 @@ class CheckedEvent(NamedTuple):
 
     @property
     def family(self) -> str:
-        return _type_views(self.type)[0]
+        return type_parts(self.type)[0]
 
     @property
     def event(self) -> str:
-        return _type_views(self.type)[1]
+        return type_parts(self.type)[1]
 
     @property
     def event_type(self) -> str:
         """``<family>.<event>``."""
-        return _type_views(self.type)[2]
+        return type_parts(self.type)[2]
 
     @property
     def version(self) -> int:
-        return _type_views(self.type)[3]
+        return type_parts(self.type)[3]
 
     @property
     def answer_by(self) -> date | None:
@@ -131,27 +131,19 @@ class CheckedEvent(NamedTuple):
         """The lifecycle's view of it (:func:`xregion.codec.step_of`); ``raw``: its stored bytes,
         whose ``data`` is read only if the lifecycle looks at it."""
         return Step(
-            self.event_type, self.sender, self.addressee, self.subject, self.id, _Data(raw), _handling(self.handling)
+            self.event_type,
+            self.sender,
+            self.addressee,
+            self.subject,
+            self.id,
+            _Data(raw),
+            handling_codes(self.handling),
         )
-
-
-@lru_cache(maxsize=1024)
-def _type_views(ce_type: str) -> tuple[str, str, str, int]:
-    """(family, event, ``family.event``, version) of a CloudEvents type, as
-    :class:`~xregion.envelope.Envelope` derives them."""
-    parts = ce_type.split(".")
-    return parts[3], parts[4], f"{parts[3]}.{parts[4]}", int(ce_type.rsplit(".v", 1)[1])
 
 
 @lru_cache(maxsize=1024)
 def _date(iso: str) -> date:
     return date.fromisoformat(iso)
-
-
-@lru_cache(maxsize=64)
-def _handling(handling: str) -> tuple[HandlingCode, ...]:
-    """:attr:`Envelope.handling_codes <xregion.envelope.Envelope.handling_codes>` of ``handling``."""
-    return tuple(HandlingCode(c) for c in handling.split(","))
 
 
 class _Data(Mapping[str, Any]):
@@ -281,7 +273,7 @@ class RecordChecker:
         found = self._subjects.get(key, _UNSEEN)
         if found is _UNSEEN:
             try:
-                views = _type_views(ce_type)
+                views = type_parts(ce_type)
                 found = build_subject(views[0], views[1], sender, addressee, f"v{views[3]}")
             except (XRegionError, IndexError, ValueError):
                 found = None

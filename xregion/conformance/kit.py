@@ -30,7 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -199,6 +199,14 @@ def seal_fields_v2(
     for path in sensitive_paths(model):
         result = _at_paths(result, path, ("data",), sealing.seal)
     return dict(result)
+
+
+def _suspects_v2_values(event: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The v2 sealed values of a lead's suspects (to tamper with, for the refusal cases)."""
+    for suspect in event["data"]["suspects"]:
+        for value in suspect.values():
+            if isinstance(value, dict) and value.get(SEAL_VERSION) == 2:
+                yield value
 
 
 # --- the cases --------------------------------------------------------------------------------
@@ -651,10 +659,8 @@ def build_cases(signers: dict[str, Signer], roster: KeyRoster) -> list[Case]:
         advances=True,
     )
     low = b.event("lead.submitted", "BJ", label="v2-low-order-epk", seal_version=2)
-    for suspect in low["data"]["suspects"]:
-        for value in suspect.values():
-            if isinstance(value, dict) and value.get(SEAL_VERSION) == 2:
-                value[EPHEMERAL] = base64.b64encode(bytes(32)).decode("ascii")
+    for value in _suspects_v2_values(low):
+        value[EPHEMERAL] = base64.b64encode(bytes(32)).decode("ascii")
     b.add(
         "unseal-failed-v2-low-order-epk",
         "A lead sealed v2 to TJ whose epk is the all-zero X25519 point (low order: the key agreement "
@@ -664,10 +670,8 @@ def build_cases(signers: dict[str, Signer], roster: KeyRoster) -> list[Case]:
         advances=True,
     )
     unknown = b.event("lead.submitted", "BJ", label="v2-unknown-version", seal_version=2)
-    for suspect in unknown["data"]["suspects"]:
-        for value in suspect.values():
-            if isinstance(value, dict) and value.get(SEAL_VERSION) == 2:
-                value[SEAL_VERSION] = 3
+    for value in _suspects_v2_values(unknown):
+        value[SEAL_VERSION] = 3
     b.add(
         "unknown-seal-version",
         'A lead sealed v2 to TJ but marked "v": 3, a sealing version that does not exist.',

@@ -19,10 +19,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from xregion import codec
 from xregion.codec import DecodedEvent
 from xregion.compose import compose, seal
 from xregion.contracts.catalog import CATALOG, Catalog
 from xregion.envelope import GENESIS_HASH
+from xregion.errors import ContractError
 from xregion.examples import PAYLOADS
 from xregion.ids import new_referral_id
 from xregion.lifecycle import LIFECYCLES, Role
@@ -206,3 +208,24 @@ def recipe_blocks() -> dict[str, str]:
             raise ValueError(f"recipe block {name} appears twice in {RECIPE}")
         found[name] = body
     return found
+
+
+def strictly(raw: bytes) -> tuple[str, Any]:
+    """What the strict parser alone makes of ``raw`` (as :func:`~xregion.codec.parse_json` read
+    it before the quick reading): ("value", v) or ("fault", (type, message, details))."""
+    try:
+        value = codec._loads(raw)
+        if codec._SURROGATE_ESCAPE.search(raw):
+            codec._canonical_form(value)
+        return "value", value
+    except ContractError as exc:
+        return "fault", (type(exc), exc.message, exc.details)
+
+
+def stored(raw: bytes) -> tuple[str, Any]:
+    """What :func:`~xregion.codec.parse_stored` (the quick reading first) makes of ``raw``, in
+    :func:`strictly`'s terms."""
+    try:
+        return "value", codec.parse_stored(raw)[0]
+    except ContractError as exc:
+        return "fault", (type(exc), exc.message, exc.details)

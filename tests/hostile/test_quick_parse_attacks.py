@@ -18,7 +18,7 @@ import orjson
 import pytest
 import rfc8785
 
-from tests.support import dev_signers, sealed_example
+from tests.support import dev_signers, sealed_example, stored, strictly
 from xregion import codec
 from xregion.codec import (
     MAX_DEPTH,
@@ -30,29 +30,11 @@ from xregion.codec import (
     parse_stored,
     parse_strict,
 )
-from xregion.errors import ContractError, DuplicateMember, MalformedJson, OversizedMessage
+from xregion.errors import DuplicateMember, MalformedJson, OversizedMessage
 from xregion.examples import PAYLOADS
 from xregion.signing import SIGNATURE, event_hash, hash_of_canonical, signing_input, signing_input_of_wire
 
 SIGNERS = dev_signers()
-
-
-def strictly(raw: bytes) -> tuple[str, Any]:
-    """What the strict parser alone makes of ``raw``: ("value", v) or ("fault", ...)."""
-    try:
-        value = codec._loads(raw)
-        if codec._SURROGATE_ESCAPE.search(raw):
-            codec._canonical_form(value)
-        return "value", value
-    except ContractError as exc:
-        return "fault", (type(exc), exc.message, exc.details)
-
-
-def stored(raw: bytes) -> tuple[str, Any]:
-    try:
-        return "value", parse_stored(raw)[0]
-    except ContractError as exc:
-        return "fault", (type(exc), exc.message, exc.details)
 
 
 def orjson_round_trips(raw: bytes) -> bool:

@@ -15,33 +15,13 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support import dev_signers, sealed_example
+from tests.support import dev_signers, sealed_example, stored, strictly
 from xregion import codec
 from xregion.codec import MAX_DEPTH, MAX_VALUES, decode, decode_stored, encode, parse_json, parse_stored, parse_strict
-from xregion.errors import ContractError
 from xregion.examples import PAYLOADS
 from xregion.signing import event_hash, hash_of_canonical
 
 SIGNERS = dev_signers()
-
-
-def strictly(raw: bytes) -> tuple[str, Any]:
-    """What the strict parser alone makes of ``raw`` (as :func:`~xregion.codec.parse_json` read
-    it before the quick reading): ("value", v) or ("fault", (type, message, details))."""
-    try:
-        value = codec._loads(raw)
-        if codec._SURROGATE_ESCAPE.search(raw):
-            codec._canonical_form(value)
-        return "value", value
-    except ContractError as exc:
-        return "fault", (type(exc), exc.message, exc.details)
-
-
-def stored(raw: bytes) -> tuple[str, Any]:
-    try:
-        return "value", parse_stored(raw)[0]
-    except ContractError as exc:
-        return "fault", (type(exc), exc.message, exc.details)
 
 
 def canonical_or_none(value: Any) -> bytes | None:
